@@ -1,0 +1,1 @@
+"""Fixtures for a throwaway Postgres (filled in by the store work)."""

@@ -1,0 +1,1 @@
+"""Fixtures for the Asterisk simulator (filled in by the simulator work)."""
