@@ -1,0 +1,1 @@
+"""Call handling: one task per inbound call, told top-down in `flow.py`."""

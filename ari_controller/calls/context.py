@@ -1,0 +1,66 @@
+"""Everything one call needs, handed to each step of its flow."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from ari_controller.ari.client import AriClient
+from ari_controller.ari.events import EventRouter
+from ari_controller.calls.journal import CallJournal, Clock
+from ari_controller.calls.leg import Leg
+from ari_controller.numbers import Number, Route
+from ari_controller.oncall.plan import CallPlan
+
+
+class Prompts(Protocol):
+    """What callers and responders hear, as media URIs Asterisk can play (all prepared ahead)."""
+
+    def greeting(self, number: Number) -> list[str]: ...
+    def menu(self, number: Number, routes: list[tuple[str, Route]]) -> list[str]: ...
+    def say(self, key: str, language: str, **params: str) -> list[str]: ...
+    def text(self, text: str, language: str) -> list[str]: ...
+    def hold_file(self, number: Number) -> str | None: ...
+    def responder_prompt(self, number: Number) -> list[str]: ...
+
+
+Planner = Callable[[str, dt.datetime, random.Random], CallPlan]
+
+
+@dataclass
+class CallContext:
+    call_id: str
+    app: str
+    ari: AriClient
+    router: EventRouter
+    number: Number
+    caller: Leg
+    caller_id: str  # "Name <number>" of the caller, as Asterisk gave it
+    prompts: Prompts
+    journal: CallJournal
+    planner: Planner
+    clock: Clock
+    rng: random.Random
+    responder_legs: dict[str, Leg] = field(default_factory=dict)
+    bridge_id: str | None = None
+    caller_gone: bool = False
+    # How the call's clean-up leaves the caller: hung up, back in the dialplan, or still talking.
+    ending: Literal["hang_up", "hand_back", "leave_connected"] = "hang_up"
+    background: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def language(self) -> str:
+        return self.number.language
+
+    def say(self, key: str, **params: str) -> list[str]:
+        return self.prompts.say(key, self.language, **params)
+
+    def spawn(self, coro: object) -> None:
+        """A side task of this call (e.g. telling a late responder the call was taken)."""
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)

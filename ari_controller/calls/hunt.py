@@ -1,0 +1,204 @@
+"""Calling responders until one accepts: one at a time, or everyone at once.
+
+Each responder leg is originated with `POST /channels?app=`: it enters the application only when
+answered, and the ring timeout is Asterisk's own (`timeout`), with a local guard on top.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import structlog
+
+from ari_controller.ari.errors import AriError
+from ari_controller.calls.context import CallContext
+from ari_controller.calls.journal import LegRecord
+from ari_controller.calls.leg import Leg, LegGone
+from ari_controller.calls.outcomes import LegOutcome, unanswered_outcome
+from ari_controller.oncall.plan import CallPlan, Responder
+
+log = structlog.get_logger(__name__)
+
+# Asterisk enforces the ring timeout itself; this margin only covers a lost event.
+RING_GUARD_S = 5.0
+# Telling a responder the call was taken must not hold the call's clean-up for long.
+DISMISS_LIMIT_S = 15.0
+
+
+class Claim:
+    """Exactly one responder wins, even when two accept in the same instant."""
+
+    def __init__(self) -> None:
+        self.winner: str | None = None
+
+    def take(self, leg_id: str) -> bool:
+        # Runs without an await in between: the event loop cannot interleave two takers.
+        if self.winner is None:
+            self.winner = leg_id
+            return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    leg: Leg
+    record: LegRecord
+    responder: Responder
+
+
+def _caller_id_for_responder(ctx: CallContext) -> str:
+    if ctx.number.responders.caller_id == "number":
+        return f'"{ctx.number.name}" <{ctx.number.did}>'
+    return ctx.caller_id
+
+
+async def ring(
+    ctx: CallContext, responder: Responder, contact: str, order: int, mode: str, claim: Claim
+) -> tuple[LegOutcome, Accepted | None]:
+    """Ring one contact of one responder and ask them to accept."""
+    settings = ctx.number.responders
+    leg_id = f"{ctx.call_id}-leg{order}"
+    leg = Leg(leg_id, ctx.ari, ctx.router)
+    ctx.responder_legs[leg_id] = leg
+    record = LegRecord(leg_id, responder.user_id, responder.name, contact, order, mode, ctx.clock())
+    ctx.journal.leg_placed(record)
+    try:
+        try:
+            await ctx.ari.originate(
+                contact,
+                channel_id=leg_id,
+                app=ctx.app,
+                app_args=f"responder,{ctx.call_id}",
+                caller_id=_caller_id_for_responder(ctx),
+                timeout=settings.ring_timeout_s,
+            )
+        except AriError as exc:
+            log.warning("originate_failed", leg=leg_id, contact=contact, error=str(exc))
+            leg.gone = True
+            ctx.journal.leg_ended(record, LegOutcome.FAILED, None)
+            return LegOutcome.FAILED, None
+
+        if not await _wait_answered(leg, settings.ring_timeout_s + RING_GUARD_S):
+            outcome = unanswered_outcome(leg.dialstatus, leg.cause)
+            if not leg.gone:
+                await leg.hangup()  # our guard fired: the responder did not answer
+                outcome = LegOutcome.NO_ANSWER
+            ctx.journal.leg_ended(record, outcome, leg.cause)
+            return outcome, None
+
+        ctx.journal.leg_answered(record)
+        outcome = await _ask_to_accept(ctx, leg)
+        if outcome is LegOutcome.ACCEPTED:
+            if claim.take(leg_id):
+                ctx.journal.leg_ended(record, LegOutcome.ACCEPTED, None)
+                return LegOutcome.ACCEPTED, Accepted(leg, record, responder)
+            outcome = LegOutcome.TAKEN_BY_OTHER
+            await _dismiss(ctx, leg)
+        elif not leg.gone:
+            await leg.hangup()
+        ctx.journal.leg_ended(record, outcome, leg.cause)
+        return outcome, None
+    except asyncio.CancelledError:
+        # The hunt is over for this leg: another responder won, or the caller hung up.
+        outcome = LegOutcome.ABANDONED if ctx.caller_gone else LegOutcome.TAKEN_BY_OTHER
+        if leg.in_stasis and not leg.gone and not ctx.caller_gone:
+            ctx.spawn(_dismiss(ctx, leg))
+        else:
+            await asyncio.shield(leg.hangup())
+        ctx.journal.leg_ended(record, outcome, leg.cause)
+        raise
+
+
+async def _wait_answered(leg: Leg, limit: float) -> bool:
+    """True once the leg entered the application (answered); False when it was destroyed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        left = deadline - loop.time()
+        if left <= 0:
+            return False  # the responder did not answer within the ring timeout
+        try:
+            event = await leg.next_event(left)
+        except TimeoutError:
+            return False
+        if event.type == "StasisStart" and event.channel_id == leg.id:
+            return True
+        if event.type == "ChannelDestroyed" and event.channel_id == leg.id:
+            return False
+
+
+async def _ask_to_accept(ctx: CallContext, leg: Leg) -> LegOutcome:
+    """ "You have a caller on hold. Press any key to connect." Hanging up declines."""
+    settings = ctx.number.responders
+    prompt = ctx.prompts.responder_prompt(ctx.number)
+    try:
+        for _ in range(1 + settings.accept_prompt_repeats):
+            digit = await leg.play(prompt)
+            if digit is None:
+                # no input within the accept window: maybe a voicemail box picked up
+                digit = await leg.wait_digit(settings.accept_window_s)
+            if digit is None:
+                continue
+            if digit == settings.decline_key:
+                return LegOutcome.DECLINED
+            if settings.accepts(digit):
+                return LegOutcome.ACCEPTED
+        return LegOutcome.NO_ANSWER
+    except LegGone:
+        return LegOutcome.DECLINED  # the responder hung up before accepting
+
+
+async def _dismiss(ctx: CallContext, leg: Leg) -> None:
+    """Tell an answered responder that someone else took the call, then hang up."""
+    try:
+        async with asyncio.timeout(DISMISS_LIMIT_S):
+            await leg.play(ctx.say("call_taken"), stop_on_digit=False)
+    except (LegGone, TimeoutError):
+        pass
+    finally:
+        await leg.hangup()
+
+
+async def hunt_sequential(ctx: CallContext, plan: CallPlan) -> Accepted | None:
+    """One responder at a time; busy, no answer, decline or failure: the next one at once."""
+    claim = Claim()
+    order = 0
+    for responder in plan.responders:
+        for contact in responder.contacts:
+            order += 1
+            outcome, accepted = await ring(ctx, responder, contact, order, "sequential", claim)
+            if accepted is not None:
+                return accepted
+            if outcome is LegOutcome.DECLINED:
+                break  # the person said no: their other contacts would only ask again
+    return None
+
+
+async def hunt_simultaneous(ctx: CallContext, plan: CallPlan) -> Accepted | None:
+    """Everyone at once (each through their own contacts in order); the first accept wins."""
+    claim = Claim()
+    orders = iter(range(1, 10_000))
+
+    async def one_person(responder: Responder) -> Accepted | None:
+        for contact in responder.contacts:
+            outcome, accepted = await ring(
+                ctx, responder, contact, next(orders), "simultaneous", claim
+            )
+            if accepted is not None or outcome is LegOutcome.DECLINED:
+                return accepted
+            if claim.winner is not None:
+                return None
+        return None
+
+    tasks = [asyncio.ensure_future(one_person(r)) for r in plan.responders]
+    try:
+        for finished in asyncio.as_completed(tasks):
+            accepted = await finished
+            if accepted is not None:
+                return accepted
+        return None
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

@@ -1,0 +1,297 @@
+"""Primitives on one channel of a call (the caller, or a responder leg): ARI events as awaitables.
+
+Every wait is bounded. A leg that hangs up raises `LegGone` out of whatever waits on it, so a
+call flow reads as a story and handles hang-ups in one place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import structlog
+
+from ari_controller.ari.client import AriClient
+from ari_controller.ari.errors import AriError, NotFound
+from ari_controller.ari.events import EventRouter, Mailbox
+from ari_controller.ari.models import AriEvent
+
+log = structlog.get_logger(__name__)
+
+# Synthetic event a controller puts in every live mailbox after the events websocket came back:
+# anything may have happened in the gap, so waits re-check the far end instead of trusting it.
+RECONNECTED = "ControllerReconnected"
+
+# Events after which the channel is no longer ours to control.
+_GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+
+# The longest any single prompt may take before we stop waiting for its PlaybackFinished.
+PLAYBACK_GUARD_S = 180.0
+
+_playback_numbers = itertools.count(1)
+
+
+class LegGone(Exception):
+    """The channel hung up or left the application."""
+
+    def __init__(self, leg_id: str, cause: int | None) -> None:
+        super().__init__(f"channel {leg_id} is gone (cause {cause})")
+        self.leg_id = leg_id
+        self.cause = cause
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingResult:
+    name: str
+    state: str  # "done", "failed", "canceled"
+    duration_s: float | None
+    ended_by_caller_hangup: bool
+
+
+class Leg:
+    """One channel the call controls, with its own ordered inbox of ARI events."""
+
+    def __init__(self, channel_id: str, ari: AriClient, router: EventRouter) -> None:
+        self.id = channel_id
+        self.ari = ari
+        self.router = router
+        self.mailbox = Mailbox()
+        self.gone = False
+        self.in_stasis = False
+        self.cause: int | None = None
+        self.dialstatus: str | None = None
+        self._digits: deque[str] = deque()
+        self._extra_ids: set[str] = set()
+        router.register(self.mailbox, channel_id)
+
+    # ---- events -----------------------------------------------------------------------------
+
+    def _note(self, event: AriEvent) -> None:
+        kind = event.type
+        if event.channel_id == self.id:
+            if kind == "StasisStart":
+                self.in_stasis = True
+            elif kind in _GONE:
+                self.gone = True
+                if kind == "StasisEnd":
+                    self.in_stasis = False
+                if event.cause is not None and (self.cause is None or kind == "ChannelDestroyed"):
+                    self.cause = event.cause
+            elif kind == "Dial" and event.dialstatus:
+                self.dialstatus = event.dialstatus
+
+    async def next_event(self, timeout: float) -> AriEvent:
+        """The next event about this leg; raises TimeoutError when none comes in time."""
+        event = await self.mailbox.get(timeout)
+        self._note(event)
+        return event
+
+    def put_back_digit(self, digit: str) -> None:
+        self._digits.appendleft(digit)
+
+    def _watch(self, *ids: str) -> None:
+        self._extra_ids.update(ids)
+        self.router.register(self.mailbox, *ids)
+
+    def _unwatch(self, *ids: str) -> None:
+        self._extra_ids.difference_update(ids)
+        self.router.unregister(*ids)
+
+    def release(self) -> None:
+        """Stop routing events to this leg (after it is gone)."""
+        self.router.unregister(self.id, *self._extra_ids)
+        self._extra_ids.clear()
+
+    def _raise_if_gone(self) -> None:
+        if self.gone:
+            raise LegGone(self.id, self.cause)
+
+    # ---- media ------------------------------------------------------------------------------
+
+    async def play(self, media: Sequence[str], *, stop_on_digit: bool = True) -> str | None:
+        """Play prompts in order. Returns the digit that cut them short, if any.
+
+        Asterisk does not stop a playback on DTMF, so we stop it ourselves when a digit counts.
+        """
+        for uri in media:
+            digit = await self._play_one(uri, stop_on_digit)
+            if digit is not None:
+                return digit
+        return None
+
+    async def _play_one(self, uri: str, stop_on_digit: bool) -> str | None:
+        self._raise_if_gone()
+        if stop_on_digit and self._digits:
+            return self._digits.popleft()
+        playback_id = f"{self.id}-pb-{next(_playback_numbers)}"
+        self._watch(playback_id)
+        try:
+            try:
+                await self.ari.play(self.id, uri, playback_id=playback_id)
+            except NotFound:
+                self.gone = True
+                self._raise_if_gone()
+            deadline = time.monotonic() + PLAYBACK_GUARD_S
+            while True:
+                try:
+                    # The prompt never reported its end: stop waiting and go on with the call.
+                    event = await self.next_event(max(0.0, deadline - time.monotonic()))
+                except TimeoutError:
+                    await self._stop_playback(playback_id)
+                    return None
+                if event.type == "PlaybackFinished" and event.playback_id == playback_id:
+                    self._raise_if_gone()
+                    return None
+                if event.type == "ChannelDtmfReceived" and event.digit:
+                    if stop_on_digit:
+                        await self._stop_playback(playback_id)
+                        return event.digit
+                    self._digits.append(event.digit)
+                elif event.type == RECONNECTED:
+                    # PlaybackFinished may have been lost in the gap: don't wait for it.
+                    await self._stop_playback(playback_id)
+                    await self.check_alive()
+                    return None
+                self._raise_if_gone()
+        except asyncio.CancelledError:
+            # The call moved on (hold music ends, a responder was taken): silence this prompt.
+            if not self.gone:
+                await asyncio.shield(self._stop_playback(playback_id))
+            raise
+        finally:
+            self._unwatch(playback_id)
+
+    async def _stop_playback(self, playback_id: str) -> None:
+        try:
+            await self.ari.stop_playback(playback_id)
+        except AriError as exc:
+            log.info("stop_playback_failed", playback_id=playback_id, error=str(exc))
+
+    async def wait_digit(self, timeout: float) -> str | None:
+        """The next key the far end presses, or None when `timeout` passes without one."""
+        if self._digits:
+            return self._digits.popleft()
+        deadline = time.monotonic() + timeout
+        while True:
+            self._raise_if_gone()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            try:
+                event = await self.next_event(left)
+            except TimeoutError:
+                return None  # no input: the caller (or responder) said nothing in time
+            if event.type == "ChannelDtmfReceived" and event.digit and event.channel_id == self.id:
+                return event.digit
+            if event.type == RECONNECTED:
+                await self.check_alive()
+
+    async def wait_gone(self, timeout: float | None = None) -> None:
+        """Return once the leg hung up; None waits as long as the call lasts."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.gone:
+            left = 3600.0 if deadline is None else deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            try:
+                event = await self.next_event(left)
+            except TimeoutError:
+                if deadline is not None:
+                    raise
+                continue
+            if event.type == RECONNECTED:
+                await self.check_alive()
+
+    async def check_alive(self) -> None:
+        """Ask Asterisk whether the channel still exists (after events may have been lost)."""
+        try:
+            await self.ari.get_channel(self.id)
+        except NotFound:
+            self.gone = True
+        except AriError as exc:
+            log.warning("channel_check_failed", channel=self.id, error=str(exc))
+
+    # ---- control ----------------------------------------------------------------------------
+
+    async def answer(self) -> None:
+        self._raise_if_gone()
+        try:
+            await self.ari.answer(self.id)
+        except NotFound:
+            self.gone = True
+            self._raise_if_gone()
+
+    async def start_moh(self, moh_class: str) -> None:
+        try:
+            await self.ari.start_moh(self.id, moh_class)
+        except NotFound:
+            self.gone = True
+
+    async def stop_moh(self) -> None:
+        try:
+            await self.ari.stop_moh(self.id)
+        except AriError:
+            pass  # gone or not playing MOH: nothing to stop
+
+    async def hangup(self, reason: str = "normal") -> None:
+        """Hang up; a channel that is already gone counts as hung up."""
+        if self.gone and not self.in_stasis:
+            return
+        try:
+            await self.ari.hangup(self.id, reason)
+        except AriError as exc:
+            log.warning("hangup_failed", channel=self.id, error=str(exc))
+        self.gone = True
+
+    async def record(
+        self,
+        name: str,
+        *,
+        max_duration_s: int,
+        max_silence_s: int,
+        terminate_on: str = "#",
+    ) -> RecordingResult:
+        """Record what the far end says after a beep; a hang-up still keeps the recording."""
+        self._raise_if_gone()
+        self._watch(name)
+        try:
+            await self.ari.record(
+                self.id,
+                name=name,
+                format="wav",
+                max_duration_s=max_duration_s,
+                max_silence_s=max_silence_s,
+                beep=True,
+                terminate_on=terminate_on,
+                if_exists="overwrite",
+            )
+            hung_up = False
+            # Asterisk ends the recording itself at max duration; the margin covers its latency.
+            deadline = time.monotonic() + max_duration_s + 15
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    await self.ari.stop_recording(name)
+                    return RecordingResult(name, "canceled", None, hung_up)
+                try:
+                    event = await self.next_event(left)
+                except TimeoutError:
+                    continue
+                if event.type in ("RecordingFinished", "RecordingFailed") and (
+                    event.recording_name == name
+                ):
+                    duration = event.raw.get("recording", {}).get("duration")
+                    return RecordingResult(
+                        name,
+                        event.recording_state or "done",
+                        float(duration) if duration is not None else None,
+                        hung_up or self.gone,
+                    )
+                if event.channel_id == self.id and event.type in _GONE:
+                    hung_up = True  # the recording survives the hang-up: wait for its end
+        finally:
+            self._unwatch(name)

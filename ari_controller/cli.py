@@ -1,0 +1,201 @@
+"""`ari-controller`: run the daemon, check or explain a configuration, preview a greeting,
+migrate the database, or serve the Asterisk simulator."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ari_controller.config import Config, ConfigError, load_config
+from ari_controller.logging import configure_logging
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+def _load(path: str) -> Config:
+    try:
+        return load_config(Path(path))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from ari_controller.prompts.catalogue import check_catalogue
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_USAGE
+    problems = [
+        (f"numbers[{n}].language", message)
+        for n, number in enumerate(config.numbers)
+        for message in check_catalogue([number.language])
+    ]
+    if problems:
+        print(str(ConfigError(args.config, problems)), file=sys.stderr)
+        return EXIT_USAGE
+    users = len(config.users)
+    print(
+        f"{args.config}: valid ({len(config.numbers)} numbers, {users} users, "
+        f"{len(config.schedules)} schedules, {len(config.escalation_policies)} policies)"
+    )
+    return EXIT_OK
+
+
+def _moment(text: str | None) -> dt.datetime:
+    if text is None:
+        return dt.datetime.now(dt.UTC)
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        print(f"--at: '{text}' is not an ISO-8601 date-time", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    from ari_controller.explain import UnknownNumber, explain, render_text
+
+    config = _load(args.config)
+    try:
+        report = explain(
+            config, args.number, _moment(args.at), args.choice, random.Random(args.seed)
+        )
+    except UnknownNumber as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(json.dumps(report, indent=2) if args.json else render_text(report))
+    return EXIT_OK
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from ari_controller.announcements import greeting_and_menu
+    from ari_controller.app import make_library
+    from ari_controller.numbers import numbered_routes
+    from ari_controller.prompts.preview import preview
+
+    config = _load(args.config)
+    number = config.number(args.number)
+    if number is None:
+        print(f"error: no number with did '{args.number}'", file=sys.stderr)
+        return EXIT_USAGE
+    if args.language:
+        number = number.model_copy(update={"language": args.language})
+    sentences = greeting_and_menu(number, numbered_routes(number.routes))
+    print("\n".join(sentences))
+    library = make_library(config, Path(args.config).parent)
+    seconds = asyncio.run(preview(sentences, number.language, Path(args.out), library.engine))
+    print(f"wrote {args.out} ({seconds:.1f} s)")
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from ari_controller.store.migrate import migrate
+
+    dsn = args.dsn or _load(args.config).database.resolved_dsn()
+    applied = asyncio.run(migrate(dsn))
+    print("applied: " + ", ".join(applied) if applied else "schema is up to date")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ari_controller.app import Daemon
+
+    config = _load(args.config)
+    daemon = Daemon(config, Path(args.config), drain_s=args.drain_seconds)
+    asyncio.run(daemon.run_until_signalled())
+    return EXIT_OK
+
+
+def cmd_simulator(args: argparse.Namespace) -> int:
+    from ari_controller.simulator import serve
+
+    try:
+        asyncio.run(
+            serve(
+                host=args.host,
+                port=args.port,
+                user=args.user,
+                password=args.password,
+                app=args.app,
+                time_scale=args.time_scale,
+                sounds_dirs=[Path(d) for d in args.sounds_dir],
+                scripts_files=[Path(f) for f in args.scripts],
+            )
+        )
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ari-controller", description=__doc__)
+    parser.add_argument("--log-level", default="info")
+    parser.add_argument("--log-format", choices=["auto", "json", "console"], default="auto")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="handle calls (the daemon)")
+    run.add_argument("--config", required=True)
+    run.add_argument("--drain-seconds", type=float, default=30.0)
+    run.set_defaults(func=cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a configuration file")
+    check.add_argument("config")
+    check.set_defaults(func=cmd_check_config)
+
+    exp = sub.add_parser("explain", help="what a caller would get, and who would be called")
+    exp.add_argument("--config", required=True)
+    exp.add_argument("--number", required=True, help="the DID")
+    exp.add_argument("--at", help="ISO-8601 moment (default: now)")
+    exp.add_argument("--choice", help="the menu digit the caller presses")
+    exp.add_argument("--seed", type=int, default=0, help="random source for picks")
+    exp.add_argument("--json", action="store_true")
+    exp.set_defaults(func=cmd_explain)
+
+    prev = sub.add_parser("preview", help="write a number's greeting as one audio file")
+    prev.add_argument("--config", required=True)
+    prev.add_argument("--number", required=True)
+    prev.add_argument("--language")
+    prev.add_argument("--out", required=True)
+    prev.set_defaults(func=cmd_preview)
+
+    mig = sub.add_parser("migrate", help="create or update the database schema (idempotent)")
+    mig.add_argument("--config")
+    mig.add_argument("--dsn")
+    mig.set_defaults(func=cmd_migrate)
+
+    sim = sub.add_parser("simulator", help="serve the ARI-speaking Asterisk simulator")
+    sim.add_argument("--host", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=8088)
+    sim.add_argument("--user")
+    sim.add_argument("--password")
+    sim.add_argument("--app")
+    sim.add_argument("--time-scale", type=float, default=1.0)
+    sim.add_argument("--sounds-dir", action="append", default=[])
+    sim.add_argument("--scripts", action="append", default=[])
+    sim.set_defaults(func=cmd_simulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "migrate" and not (args.config or args.dsn):
+        parser.error("migrate needs --config or --dsn")
+    configure_logging(args.log_level, args.log_format)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

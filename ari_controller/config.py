@@ -1,0 +1,183 @@
+"""The daemon's configuration: YAML validated into typed models, every error named by its path."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ari_controller.numbers import Number
+from ari_controller.oncall.models import EscalationPolicy, Schedule, User
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used, with every problem as (path, message)."""
+
+    def __init__(self, source: str, problems: Sequence[tuple[str, str]]) -> None:
+        self.source = source
+        self.problems = list(problems)
+        lines = "\n".join(f"  {path}: {message}" for path, message in self.problems)
+        super().__init__(f"{source}: {len(self.problems)} problem(s)\n{lines}")
+
+
+class _Secretive(BaseModel):
+    """A section whose password may come from an environment variable (`password_env`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    password: str | None = None
+    password_env: str | None = None
+
+    def resolved_password(self) -> str | None:
+        if self.password_env:
+            return os.environ.get(self.password_env, self.password)
+        return self.password
+
+
+class AsteriskSettings(_Secretive):
+    url: str = "http://127.0.0.1:8088/ari"
+    username: str = "callrouting"
+    app: str = "callrouting"
+    request_timeout_s: float = Field(default=5.0, gt=0, le=60)
+
+
+class DatabaseSettings(_Secretive):
+    dsn: str = "postgresql://callrouting@127.0.0.1:5432/callrouting"
+    spool_dir: str = "var/spool"
+
+    def resolved_dsn(self) -> str:
+        """The DSN with the password from the environment put in, when one is configured."""
+        password = self.resolved_password()
+        if not password:
+            return self.dsn
+        from urllib.parse import quote, urlsplit, urlunsplit
+
+        parts = urlsplit(self.dsn)
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        user = parts.username or ""
+        netloc = f"{user}:{quote(password, safe='')}@{host}"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+class HttpSettings(BaseModel):
+    """The daemon's own HTTP server: health, metrics and (optionally) prompt audio for Asterisk."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8090, ge=0, le=65535)
+
+
+class PromptSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    engine: Literal["espeak-ng", "espeak-ng-command", "piper"] = "espeak-ng"
+    engine_options: dict[str, str | int | float] = Field(default_factory=dict)
+    # With media "sound" this is <Asterisk sounds dir>/<sound_prefix>, shared with Asterisk.
+    cache_dir: str = "var/sounds/callrouting"
+    media: Literal["sound", "http"] = "sound"
+    sound_prefix: str = "callrouting"
+    http_base: str | None = None
+
+
+class Config(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
+    users: list[User] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list)
+    escalation_policies: list[EscalationPolicy] = Field(default_factory=list)
+    numbers: list[Number] = Field(min_length=1)
+
+    def number(self, did: str) -> Number | None:
+        for number in self.numbers:
+            if number.did == did:
+                return number
+        return None
+
+
+def format_path(loc: Sequence[int | str]) -> str:
+    """('numbers', 0, 'routes', 1, 'policy') -> 'numbers[0].routes[1].policy'."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(top level)"
+
+
+def _validation_problems(error: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for item in error.errors():
+        # pydantic puts the validator's name for tagged unions/after-validators into loc: drop it
+        loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        message = item["msg"].removeprefix("Value error, ")
+        problems.append((format_path(loc), message))
+    return problems
+
+
+def reference_problems(config: Config) -> list[tuple[str, str]]:
+    """Everything that points at something that does not exist, or is there twice."""
+    from ari_controller.oncall.validate import validate_references
+
+    problems = list(validate_references(config.users, config.schedules, config.escalation_policies))
+    policies = {p.id for p in config.escalation_policies}
+    seen_dids: dict[str, int] = {}
+    for n, number in enumerate(config.numbers):
+        if number.did in seen_dids:
+            problems.append(
+                (f"numbers[{n}].did", f"'{number.did}' is also numbers[{seen_dids[number.did]}]")
+            )
+        seen_dids.setdefault(number.did, n)
+        for key, routes in (
+            ("routes", number.routes),
+            ("outside_hours.routes", number.outside_hours.routes),
+        ):
+            for r, route in enumerate(routes):
+                if route.policy not in policies:
+                    problems.append(
+                        (
+                            f"numbers[{n}].{key}[{r}].policy",
+                            f"unknown escalation policy '{route.policy}'",
+                        )
+                    )
+    return problems
+
+
+def parse_config(data: Any, source: str = "config", base_dir: Path | None = None) -> Config:
+    if not isinstance(data, dict):
+        raise ConfigError(source, [("(top level)", "expected a mapping of sections")])
+    try:
+        config = Config.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
+    except ValidationError as exc:
+        raise ConfigError(source, _validation_problems(exc)) from None
+    problems = reference_problems(config)
+    if problems:
+        raise ConfigError(source, problems)
+    return config
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), [("(file)", f"cannot read: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(str(path), [(where, f"not valid YAML: {exc}")]) from None
+    return parse_config(data, str(path), path.parent)

@@ -1,0 +1,260 @@
+"""Which call does a new channel start, and what happens to calls when the connection or the
+configuration changes: one task per inbound call, reconciliation after a reconnect, draining.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from ari_controller.ari.client import AriClient
+from ari_controller.ari.errors import AriError
+from ari_controller.ari.events import EventRouter
+from ari_controller.ari.models import AriEvent
+from ari_controller.calls.context import CallContext, Planner, Prompts
+from ari_controller.calls.flow import handle_call
+from ari_controller.calls.journal import AlertSummary, CallJournal, Clock, StoreSink, utc_now
+from ari_controller.calls.leg import RECONNECTED, Leg
+from ari_controller.config import Config
+from ari_controller.logging import bind_call
+
+log = structlog.get_logger(__name__)
+
+RESPONDER_ARG = "responder"
+# Saying "this number is not in service" to a caller must not hang on a stalled Asterisk.
+UNKNOWN_NUMBER_LIMIT_S = 30.0
+
+
+@dataclass
+class Live:
+    """A call in progress: its task and the context it runs with."""
+
+    task: asyncio.Task[None]
+    ctx: CallContext | None = None
+
+
+@dataclass
+class CallSetup:
+    """What a new call is built from; swapped as a whole on reload (calls keep theirs)."""
+
+    config: Config
+    prompts: Prompts
+    planner: Planner
+
+
+def caller_id_of(event: AriEvent) -> str:
+    caller = event.raw.get("channel", {}).get("caller", {})
+    name, number = caller.get("name", ""), caller.get("number", "")
+    return f'"{name}" <{number}>' if name else number
+
+
+@dataclass
+class Controller:
+    ari: AriClient
+    router: EventRouter
+    setup: CallSetup
+    sink: StoreSink
+    clock: Clock = utc_now
+    rng: random.Random = field(default_factory=random.Random)
+    on_call_started: Callable[[CallContext], None] | None = None
+    on_call_finished: Callable[[CallContext], None] | None = None
+    calls: dict[str, Live] = field(default_factory=dict)
+    accepting: bool = True
+    _side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    @property
+    def app(self) -> str:
+        return self.setup.config.asterisk.app
+
+    def attach(self) -> None:
+        self.router.on_new_channel = self.on_new_channel
+
+    # ---- new channels ---------------------------------------------------------------------------
+
+    def on_new_channel(self, event: AriEvent) -> None:
+        """A StasisStart nobody registered: an inbound call, or a leg left by an earlier run.
+
+        Runs inside the event reader: register the caller's mailbox now, synchronously, so the
+        events right behind this StasisStart (a digit, a hang-up) reach the call.
+        """
+        channel_id = event.channel_id
+        args = event.args
+        if args and args[0] == RESPONDER_ARG:
+            # A responder leg whose call is not ours (a previous run, or already over).
+            self._side(self._hang_up_orphan(channel_id))
+            return
+        if not self.accepting:
+            self._side(self._hand_back(channel_id))
+            return
+        did = args[0] if args else event.raw.get("channel", {}).get("dialplan", {}).get("exten", "")
+        caller = Leg(channel_id, self.ari, self.router)
+        caller.in_stasis = True
+        call_id = str(uuid.uuid4())
+        setup = self.setup  # calls in progress keep the configuration they started with
+        task = asyncio.get_running_loop().create_task(
+            self._run_call(call_id, did, caller, caller_id_of(event), setup),
+            name=f"call-{call_id}",
+        )
+        self.calls[call_id] = Live(task)
+        task.add_done_callback(lambda _t: self.calls.pop(call_id, None))
+
+    async def _run_call(
+        self, call_id: str, did: str, caller: Leg, caller_id: str, setup: CallSetup
+    ) -> None:
+        bind_call(call_id, caller.id, did=did)
+        number = setup.config.number(did)
+        if number is None:
+            await self._unknown_number(caller, did, setup)
+            return
+        log.info("call_started", caller_id=caller_id, number=number.name)
+        alert = AlertSummary(
+            alert_id=str(uuid.uuid4()),
+            call_id=call_id,
+            did=did,
+            number_name=number.name,
+            caller_id=caller_id,
+            caller_channel=caller.id,
+            opened_at=self.clock(),
+        )
+        ctx = CallContext(
+            call_id=call_id,
+            app=self.app,
+            ari=self.ari,
+            router=self.router,
+            number=number,
+            caller=caller,
+            caller_id=caller_id,
+            prompts=setup.prompts,
+            journal=CallJournal(alert, self.sink, self.clock),
+            planner=setup.planner,
+            clock=self.clock,
+            rng=self.rng,
+        )
+        live = self.calls.get(call_id)
+        if live is not None:
+            live.ctx = ctx
+        if self.on_call_started:
+            self.on_call_started(ctx)
+        try:
+            await handle_call(ctx)
+        finally:
+            log.info("call_finished", reason=ctx.journal.alert.ended_reason)
+            if self.on_call_finished:
+                self.on_call_finished(ctx)
+
+    async def _unknown_number(self, caller: Leg, did: str, setup: CallSetup) -> None:
+        log.warning("unknown_number", did=did)
+        try:
+            async with asyncio.timeout(UNKNOWN_NUMBER_LIMIT_S):
+                await caller.answer()
+                language = setup.config.numbers[0].language if setup.config.numbers else "en"
+                await caller.play(
+                    setup.prompts.say("unknown_number", language), stop_on_digit=False
+                )
+        except Exception as exc:  # any failure still ends in a hang-up below
+            log.info("unknown_number_prompt_failed", error=str(exc))
+        finally:
+            await caller.hangup()
+            caller.release()
+
+    async def _hang_up_orphan(self, channel_id: str) -> None:
+        log.info("orphan_leg_hung_up", channel=channel_id)
+        try:
+            await self.ari.hangup(channel_id)
+        except AriError as exc:
+            log.warning("orphan_hangup_failed", channel=channel_id, error=str(exc))
+
+    async def _hand_back(self, channel_id: str) -> None:
+        """While shutting down, give a new call back to the dialplan's fallback."""
+        log.info("call_handed_back", channel=channel_id)
+        try:
+            await self.ari.continue_in_dialplan(channel_id)
+        except AriError as exc:
+            log.warning("hand_back_failed", channel=channel_id, error=str(exc))
+
+    def _side(self, coro: object) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        self._side_tasks.add(task)
+        task.add_done_callback(self._side_tasks.discard)
+
+    # ---- after a reconnect ------------------------------------------------------------------
+
+    async def reconcile(self, is_reconnect: bool) -> None:
+        """Events in the gap are lost: wake every wait so it re-checks the far end, and take
+        over channels in the application that no call owns."""
+        if is_reconnect:
+            marker = AriEvent(RECONNECTED, {"type": RECONNECTED})
+            for live in list(self.calls.values()):
+                if live.ctx is None:
+                    continue
+                live.ctx.caller.mailbox.put(marker)
+                for leg in live.ctx.responder_legs.values():
+                    leg.mailbox.put(marker)
+        try:
+            application = await self.ari.get_application(self.app)
+            channels = await self.ari.list_channels()
+        except AriError as exc:
+            log.warning("reconcile_failed", error=str(exc))
+            return
+        in_app = set(application.channel_ids)
+        try:
+            bridged = {c for bridge in await self.ari.list_bridges() for c in bridge.channels}
+        except AriError:
+            bridged = set()
+        for channel in channels:
+            if channel.id not in in_app or self.router.owner(channel.id) is not None:
+                continue
+            if channel.id in bridged:
+                # A conversation that outlived its controller: leave the two of them talking.
+                log.info("connected_call_left_alone", channel=channel.id)
+                continue
+            app_data = channel.dialplan_app_data.split(",")
+            args = app_data[1:] if channel.dialplan_app_name == "Stasis" else []
+            # Pick the call up again as if it had just arrived; a responder leg is hung up.
+            event = AriEvent(
+                "StasisStart",
+                {
+                    "type": "StasisStart",
+                    "args": args,
+                    "channel": {
+                        "id": channel.id,
+                        "caller": {"name": channel.caller_name, "number": channel.caller_number},
+                        "dialplan": {"exten": channel.dialplan_exten},
+                    },
+                },
+            )
+            log.info("channel_adopted", channel=channel.id, args=args)
+            self.on_new_channel(event)
+
+    # ---- shutting down ----------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> int:
+        """Stop taking calls; let calls in progress finish for up to `timeout` seconds, then hand
+        the rest back to the dialplan. Returns how many had to be handed back."""
+        self.accepting = False
+        tasks = [live.task for live in self.calls.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout)
+        handed_back = 0
+        for live in list(self.calls.values()):
+            if live.task.done() or live.ctx is None:
+                continue
+            ctx = live.ctx
+            if ctx.bridge_id is not None:
+                # Connected: Asterisk keeps the bridge without us; the conversation goes on.
+                ctx.ending = "leave_connected"
+                ctx.journal.note("left_connected_at_shutdown")
+            else:
+                ctx.ending = "hand_back"
+                ctx.journal.note("handed_back_to_dialplan")
+                handed_back += 1
+            live.task.cancel()
+            await asyncio.gather(live.task, return_exceptions=True)
+        if self._side_tasks:
+            await asyncio.wait(list(self._side_tasks), timeout=5)
+        return handed_back

@@ -1,0 +1,45 @@
+"""Logging: JSON lines for services, readable lines on a terminal.
+
+Each call runs in its own asyncio task, and tasks copy context variables when they are created,
+so `bind_call(...)` inside a call's task puts the call id and channel id on every line about
+that call and on no other.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+LogFormat = Literal["auto", "json", "console"]
+
+
+def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
+    use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if use_json
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.format_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+        ),
+        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+
+
+def bind_call(call_id: str, channel_id: str, **extra: str) -> None:
+    """Bind the call's identity to every log line written from the current task on."""
+    structlog.contextvars.bind_contextvars(call_id=call_id, channel_id=channel_id, **extra)

@@ -1,0 +1,98 @@
+"""The daemon's Prometheus metrics, in a registry of its own."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ari_controller.calls.context import CallContext
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.calls = Counter(
+            "callrouting_calls", "Calls ended, by outcome", ["outcome"], registry=self.registry
+        )
+        self.calls_in_progress = Gauge(
+            "callrouting_calls_in_progress", "Calls being handled now", registry=self.registry
+        )
+        self.legs = Counter(
+            "callrouting_legs",
+            "Responder legs ended, by outcome",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.time_to_answer = Histogram(
+            "callrouting_time_to_answer_seconds",
+            "From the first responder leg placed to a responder accepting",
+            buckets=(1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300),
+            registry=self.registry,
+        )
+        self.hunt_duration = Histogram(
+            "callrouting_hunt_duration_seconds",
+            "From the first responder leg placed to the last one ending",
+            buckets=(1, 2, 5, 10, 20, 30, 45, 60, 90, 120, 180, 300),
+            registry=self.registry,
+        )
+        self.ari_reconnects = Counter(
+            "callrouting_ari_reconnects", "Events websocket reconnections", registry=self.registry
+        )
+        self.ari_connected = Gauge(
+            "callrouting_ari_connected",
+            "1 while the events websocket is up",
+            registry=self.registry,
+        )
+        self.db_write_seconds = Histogram(
+            "callrouting_db_write_seconds",
+            "Latency of one store write",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+            registry=self.registry,
+        )
+        self.db_write_failures = Counter(
+            "callrouting_db_write_failures",
+            "Store writes that failed (and will be retried)",
+            registry=self.registry,
+        )
+        self.db_pending = Gauge(
+            "callrouting_db_pending_records",
+            "Records waiting to be written",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "callrouting_config_reloads",
+            "Configuration reloads, by result",
+            ["result"],
+            registry=self.registry,
+        )
+
+    def call_started(self, ctx: CallContext) -> None:
+        self.calls_in_progress.inc()
+
+    def call_finished(self, ctx: CallContext) -> None:
+        self.calls_in_progress.dec()
+        journal = ctx.journal
+        self.calls.labels(journal.alert.ended_reason or "unknown").inc()
+        legs = journal.legs
+        for leg in legs:
+            if leg.outcome is not None:
+                self.legs.labels(leg.outcome.value).inc()
+        if not legs:
+            return
+        first = min(leg.placed_at for leg in legs)
+        ends = [leg.ended_at for leg in legs if leg.ended_at is not None]
+        if ends:
+            self.hunt_duration.observe((max(ends) - first).total_seconds())
+        accepted = [
+            leg for leg in legs if leg.outcome is not None and leg.outcome.value == "accepted"
+        ]
+        if accepted and accepted[0].ended_at is not None:
+            self.time_to_answer.observe((accepted[0].ended_at - first).total_seconds())
+
+    def store_write(self, latency_s: float, ok: bool) -> None:
+        if ok:
+            self.db_write_seconds.observe(latency_s)
+        else:
+            self.db_write_failures.inc()
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
