@@ -1,0 +1,437 @@
+"""The ARI REST API as typed async methods, on one pooled aiohttp session.
+
+Every request is bounded by `request_timeout` (connecting, sending and reading the body): a
+controller that waits forever on Asterisk leaves a caller in silence. Errors come back as the
+classes of `errors.py`; the few operations whose 404 means "already done" (hangup, destroying a
+bridge, stopping a playback or recording, deleting a stored recording) return False instead.
+
+Parameters go out as ARI spells them (`channelId`, `appArgs`, ...), as query parameters, which
+is what Asterisk reads; only channel variables travel in a JSON body. Lists are joined with
+commas: Asterisk splits multi-valued parameters on commas and keeps only the last of repeated
+ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Final
+from urllib.parse import quote
+
+import aiohttp
+from yarl import URL
+
+from ari_controller.ari.errors import (
+    AriError,
+    AriTimeout,
+    AriUnreachable,
+    NotFound,
+    error_for_status,
+)
+from ari_controller.ari.models import (
+    Application,
+    Bridge,
+    Channel,
+    LiveRecording,
+    Playback,
+    StoredRecording,
+)
+
+ParamValue = str | int | float | bool | None
+
+# Asterisk's HTTP server closes idle keep-alive connections after 15 s (http.conf
+# session_keep_alive); dropping ours earlier avoids reusing one it is closing at that moment.
+_KEEPALIVE_S: Final = 10.0
+
+
+def basic_auth_header(username: str, password: str) -> str:
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def query_params(params: Mapping[str, ParamValue]) -> dict[str, str]:
+    """ARI query parameters: None left out, booleans as "true"/"false", numbers as text."""
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            out[key] = "true" if value else "false"
+        else:
+            out[key] = str(value)
+    return out
+
+
+def whole_seconds(seconds: float | None) -> int | None:
+    """ARI takes timeouts in whole seconds; round up so a timeout is never shortened."""
+    if seconds is None:
+        return None
+    return max(0, math.ceil(seconds))
+
+
+def media_list(media: str | list[str]) -> str:
+    return media if isinstance(media, str) else ",".join(media)
+
+
+def _seg(value: str) -> str:
+    """One path segment, escaped so ids with '/' or spaces cannot change the path."""
+    return quote(value, safe="")
+
+
+class AriClient:
+    """ARI's REST side. Use `async with AriClient(...)` or call `start()` / `close()`."""
+
+    def __init__(
+        self,
+        base_url: str,
+        username: str,
+        password: str,
+        *,
+        request_timeout: float = 5.0,
+        max_connections: int = 64,
+    ) -> None:
+        # max_connections stays below Asterisk's http.conf sessionlimit (100 by default), which
+        # is shared with the events websocket and any other ARI client.
+        self._base_url = base_url.rstrip("/")
+        self._auth = basic_auth_header(username, password)
+        self.request_timeout = request_timeout
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        if self._session is not None and not self._session.closed:
+            return
+        connector = aiohttp.TCPConnector(
+            limit=self._max_connections, keepalive_timeout=_KEEPALIVE_S
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            headers={"Authorization": self._auth},
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> AriClient:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, ParamValue] | None = None,
+        *,
+        body: Mapping[str, Any] | None = None,
+        raw: bool = False,
+    ) -> Any:
+        """Send one request; the decoded JSON answer (or bytes with `raw`), None when empty."""
+        if self._session is None:
+            raise RuntimeError("AriClient.start() was not called")
+        url = URL(self._base_url + path, encoded=True)
+        query = query_params(params or {})
+        try:
+            # asyncio.timeout also covers reading the body, which ClientTimeout alone would not
+            # bound if a caller held the response open.
+            async with (
+                asyncio.timeout(self.request_timeout),
+                self._session.request(method, url, params=query, json=body) as response,
+            ):
+                payload = await response.read()
+                status = response.status
+                content_type = response.content_type
+        except TimeoutError as exc:
+            raise AriTimeout(method, path, f"no answer within {self.request_timeout} s") from exc
+        except (aiohttp.ClientError, OSError) as exc:
+            raise AriUnreachable(method, path, str(exc) or type(exc).__name__) from exc
+        if status >= 400:
+            raise error_for_status(status, method, path, _error_message(payload, status))
+        if raw:
+            return payload
+        if not payload:
+            return None
+        if content_type not in ("application/json", "text/json") and not payload.startswith(
+            (b"{", b"[")
+        ):
+            return payload.decode("utf-8", "replace")
+        try:
+            return json.loads(payload)
+        except ValueError as exc:
+            raise AriError(status, method, path, f"invalid JSON in answer: {exc}") from exc
+
+    async def _request_done_if_gone(
+        self, method: str, path: str, params: Mapping[str, ParamValue] | None = None
+    ) -> bool:
+        """For tear-down: True when done now, False when it was already gone (404)."""
+        try:
+            await self._request(method, path, params)
+        except NotFound:
+            return False
+        return True
+
+    # channels
+
+    async def originate(
+        self,
+        endpoint: str,
+        *,
+        channel_id: str,
+        app: str | None = None,
+        app_args: str | None = None,
+        caller_id: str | None = None,
+        timeout: float | None = None,  # ARI's ringing timeout, in whole seconds
+        variables: dict[str, str] | None = None,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+        originator: str | None = None,
+        other_channel_id: str | None = None,
+    ) -> Channel:
+        """Dial `endpoint`. With `app`, the leg enters Stasis only once answered."""
+        params: dict[str, ParamValue] = {
+            "endpoint": endpoint,
+            "channelId": channel_id,
+            "app": app,
+            "appArgs": app_args,
+            "callerId": caller_id,
+            "timeout": whole_seconds(timeout),
+            "context": context,
+            "extension": extension,
+            "priority": priority,
+            "originator": originator,
+            "otherChannelId": other_channel_id,
+        }
+        body = {"variables": variables} if variables else None
+        return Channel.from_json(await self._request("POST", "/channels", params, body=body))
+
+    async def create_channel(
+        self,
+        endpoint: str,
+        *,
+        channel_id: str,
+        app: str,
+        app_args: str | None = None,
+        originator: str | None = None,
+        variables: dict[str, str] | None = None,
+        other_channel_id: str | None = None,
+    ) -> Channel:
+        """Create a leg without dialling it: it is in Stasis at once; `dial` rings it."""
+        params: dict[str, ParamValue] = {
+            "endpoint": endpoint,
+            "channelId": channel_id,
+            "app": app,
+            "appArgs": app_args,
+            "originator": originator,
+            "otherChannelId": other_channel_id,
+        }
+        body = {"variables": variables} if variables else None
+        data = await self._request("POST", "/channels/create", params, body=body)
+        return Channel.from_json(data)
+
+    async def dial(
+        self,
+        channel_id: str,
+        *,
+        caller: str | None = None,
+        timeout: float | None = None,  # ARI's ringing timeout, in whole seconds
+    ) -> None:
+        """Ring a created leg. Without `timeout` Asterisk rings forever: always pass one."""
+        params = {"caller": caller, "timeout": whole_seconds(timeout)}
+        await self._request("POST", f"/channels/{_seg(channel_id)}/dial", params)
+
+    async def answer(self, channel_id: str) -> None:
+        await self._request("POST", f"/channels/{_seg(channel_id)}/answer")
+
+    async def ring(self, channel_id: str) -> None:
+        await self._request("POST", f"/channels/{_seg(channel_id)}/ring")
+
+    async def ring_stop(self, channel_id: str) -> None:
+        await self._request("DELETE", f"/channels/{_seg(channel_id)}/ring")
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> bool:
+        """Hang up; False when the channel was already gone."""
+        return await self._request_done_if_gone(
+            "DELETE", f"/channels/{_seg(channel_id)}", {"reason": reason}
+        )
+
+    async def play(
+        self,
+        channel_id: str,
+        media: str | list[str],
+        *,
+        playback_id: str,
+        lang: str | None = None,
+    ) -> Playback:
+        """Start a playback. DTMF does not stop it, and it ends channel MOH for good."""
+        params = {"media": media_list(media), "playbackId": playback_id, "lang": lang}
+        data = await self._request("POST", f"/channels/{_seg(channel_id)}/play", params)
+        return Playback.from_json(data)
+
+    async def record(
+        self,
+        channel_id: str,
+        *,
+        name: str,
+        format: str = "wav",
+        max_duration_s: int | None = None,
+        max_silence_s: int | None = None,
+        beep: bool = False,
+        terminate_on: str = "none",
+        if_exists: str = "fail",
+    ) -> LiveRecording:
+        """Record the channel; fails (RecordingFailed) if the channel is in a bridge."""
+        params: dict[str, ParamValue] = {
+            "name": name,
+            "format": format,
+            "maxDurationSeconds": max_duration_s,
+            "maxSilenceSeconds": max_silence_s,
+            "beep": beep,
+            "terminateOn": terminate_on,
+            "ifExists": if_exists,
+        }
+        data = await self._request("POST", f"/channels/{_seg(channel_id)}/record", params)
+        return LiveRecording.from_json(data)
+
+    async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
+        await self._request("POST", f"/channels/{_seg(channel_id)}/moh", {"mohClass": moh_class})
+
+    async def stop_moh(self, channel_id: str) -> None:
+        await self._request("DELETE", f"/channels/{_seg(channel_id)}/moh")
+
+    async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
+        params = {"variable": variable, "value": value}
+        await self._request("POST", f"/channels/{_seg(channel_id)}/variable", params)
+
+    async def get_variable(self, channel_id: str, variable: str) -> str:
+        """A channel variable's value; NotFound when the variable is not set."""
+        data = await self._request(
+            "GET", f"/channels/{_seg(channel_id)}/variable", {"variable": variable}
+        )
+        value = data.get("value") if isinstance(data, dict) else None
+        return value if isinstance(value, str) else ""
+
+    async def get_channel(self, channel_id: str) -> Channel:
+        return Channel.from_json(await self._request("GET", f"/channels/{_seg(channel_id)}"))
+
+    async def list_channels(self) -> list[Channel]:
+        return [
+            Channel.from_json(item) for item in _objects(await self._request("GET", "/channels"))
+        ]
+
+    async def continue_in_dialplan(
+        self,
+        channel_id: str,
+        *,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        """Hand the call back to the dialplan; the app gets StasisEnd and loses the channel."""
+        params = {"context": context, "extension": extension, "priority": priority}
+        await self._request("POST", f"/channels/{_seg(channel_id)}/continue", params)
+
+    # bridges
+
+    async def create_bridge(
+        self, bridge_id: str, *, type: str = "mixing", name: str | None = None
+    ) -> Bridge:
+        params = {"bridgeId": bridge_id, "type": type, "name": name}
+        return Bridge.from_json(await self._request("POST", "/bridges", params))
+
+    async def get_bridge(self, bridge_id: str) -> Bridge:
+        return Bridge.from_json(await self._request("GET", f"/bridges/{_seg(bridge_id)}"))
+
+    async def add_channel(
+        self, bridge_id: str, channels: list[str], *, role: str | None = None
+    ) -> None:
+        """400 for a channel Asterisk does not know, 422 for one not in this app."""
+        params = {"channel": ",".join(channels), "role": role}
+        await self._request("POST", f"/bridges/{_seg(bridge_id)}/addChannel", params)
+
+    async def remove_channel(self, bridge_id: str, channels: list[str]) -> None:
+        params = {"channel": ",".join(channels)}
+        await self._request("POST", f"/bridges/{_seg(bridge_id)}/removeChannel", params)
+
+    async def destroy_bridge(self, bridge_id: str) -> bool:
+        """Destroy the bridge; False when it was already gone."""
+        return await self._request_done_if_gone("DELETE", f"/bridges/{_seg(bridge_id)}")
+
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        await self._request("POST", f"/bridges/{_seg(bridge_id)}/moh", {"mohClass": moh_class})
+
+    async def stop_bridge_moh(self, bridge_id: str) -> None:
+        await self._request("DELETE", f"/bridges/{_seg(bridge_id)}/moh")
+
+    async def play_on_bridge(
+        self, bridge_id: str, media: str | list[str], *, playback_id: str
+    ) -> Playback:
+        params = {"media": media_list(media), "playbackId": playback_id}
+        data = await self._request("POST", f"/bridges/{_seg(bridge_id)}/play", params)
+        return Playback.from_json(data)
+
+    async def list_bridges(self) -> list[Bridge]:
+        return [Bridge.from_json(item) for item in _objects(await self._request("GET", "/bridges"))]
+
+    # playbacks, recordings, applications
+
+    async def stop_playback(self, playback_id: str) -> bool:
+        """Stop a playback; False when it had already finished."""
+        return await self._request_done_if_gone("DELETE", f"/playbacks/{_seg(playback_id)}")
+
+    async def stop_recording(self, name: str) -> bool:
+        """Stop a live recording and keep it; False when it had already ended."""
+        return await self._request_done_if_gone("POST", f"/recordings/live/{_seg(name)}/stop")
+
+    async def get_stored_recording(self, name: str) -> StoredRecording:
+        data = await self._request("GET", f"/recordings/stored/{_seg(name)}")
+        return StoredRecording.from_json(data)
+
+    async def get_stored_recording_file(self, name: str) -> bytes:
+        """The recording's audio as Asterisk stores it (a WAV file for format "wav")."""
+        data = await self._request("GET", f"/recordings/stored/{_seg(name)}/file", raw=True)
+        return bytes(data)
+
+    async def delete_stored_recording(self, name: str) -> bool:
+        return await self._request_done_if_gone("DELETE", f"/recordings/stored/{_seg(name)}")
+
+    async def list_stored_recordings(self) -> list[StoredRecording]:
+        data = await self._request("GET", "/recordings/stored")
+        return [StoredRecording.from_json(item) for item in _objects(data)]
+
+    async def get_application(self, app: str) -> Application:
+        """The app's subscriptions: after a reconnect, the channels still in Stasis."""
+        return Application.from_json(await self._request("GET", f"/applications/{_seg(app)}"))
+
+
+def _objects(data: Any) -> list[dict[str, Any]]:
+    if not isinstance(data, list):
+        return []
+    return [item for item in data if isinstance(item, dict)]
+
+
+def _error_message(payload: bytes, status: int) -> str:
+    """Asterisk's {"message": ...} when present, else the body text, else the status."""
+    text = payload.decode("utf-8", "replace").strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("message"), str):
+            return str(data["message"])
+    return text[:200] or f"HTTP {status}"
