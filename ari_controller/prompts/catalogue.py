@@ -1,0 +1,381 @@
+"""Every sentence a caller or responder can hear, per language.
+
+Templates use `{name}` placeholders. English is the reference: each translation must have
+every key English has, with the same placeholders. `check_catalogue` finds a missing
+translation or placeholder at check-config time; `render` raises rather than play silence.
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = [
+    "CATALOGUE",
+    "KEYS",
+    "REFERENCE_LANGUAGE",
+    "CatalogueError",
+    "catalogue_language",
+    "check_catalogue",
+    "menu_options",
+    "menu_sentences",
+    "placeholders",
+    "render",
+    "responder_hint",
+    "sentences_for_number",
+    "spoken_key",
+]
+
+REFERENCE_LANGUAGE = "en"
+
+
+class CatalogueError(LookupError):
+    """A sentence cannot be rendered: unknown language or key, or a parameter is missing."""
+
+
+_EN: dict[str, str] = {
+    # The caller.
+    "greeting_intro": "You have reached {number_name}.",
+    "menu_option": "For {label}, press {digit}.",
+    "menu_option_voice": "For {label}, press {digit} or say {label}.",
+    "menu_repeat_hint": "To hear these options again, press star.",
+    "invalid_choice": "Sorry, that is not a valid choice.",
+    "no_choice": "Sorry, we did not receive your choice.",
+    "please_hold": "Please hold while we connect you.",
+    "connecting": "Connecting you now.",
+    "outside_hours": "You are calling outside our support hours.",
+    "no_one_available": "Sorry, nobody is available to take your call right now.",
+    "voicemail_prompt": (
+        "Nobody is available. Please leave a message after the tone, "
+        "and press hash when you are done."
+    ),
+    "voicemail_saved": "Thank you. Your message has been recorded.",
+    "goodbye": "Goodbye.",
+    "unknown_number": "This number is not in service.",
+    "technical_problem": "Sorry, we have a technical problem. Please try again later.",
+    # The responder.
+    "responder_intro": "This is {number_name}. You have a caller on hold.",
+    "responder_accept_hint": "Press any key to connect.",
+    "responder_accept_hint_voice": "Press any key or say continue to connect.",
+    "responder_accept_decline_hint": "Press {accept_key} to connect, or {decline_key} to decline.",
+    "responder_accept_decline_hint_voice": (
+        "Press {accept_key} or say continue to connect, or press {decline_key} to decline."
+    ),
+    "call_taken": "The call was taken by someone else. Goodbye.",
+    "connecting_responder": "Connecting you to the caller.",
+    # Words inside other sentences.
+    "key_star": "star",
+    "key_hash": "hash",
+}
+
+_DE: dict[str, str] = {
+    "greeting_intro": "Sie haben {number_name} erreicht.",
+    "menu_option": "Für {label} drücken Sie {digit}.",
+    "menu_option_voice": "Für {label} drücken Sie {digit} oder sagen Sie {label}.",
+    "menu_repeat_hint": "Um diese Auswahl noch einmal zu hören, drücken Sie die Sterntaste.",
+    "invalid_choice": "Diese Auswahl ist leider nicht gültig.",
+    "no_choice": "Wir haben leider keine Auswahl erhalten.",
+    "please_hold": "Bitte bleiben Sie am Apparat, wir verbinden Sie.",
+    "connecting": "Sie werden jetzt verbunden.",
+    "outside_hours": "Sie rufen außerhalb unserer Supportzeiten an.",
+    "no_one_available": "Leider ist gerade niemand erreichbar, der Ihren Anruf annehmen kann.",
+    "voicemail_prompt": (
+        "Leider ist niemand erreichbar. Bitte hinterlassen Sie nach dem Signalton eine "
+        "Nachricht und drücken Sie die Rautetaste, wenn Sie fertig sind."
+    ),
+    "voicemail_saved": "Vielen Dank. Ihre Nachricht wurde aufgezeichnet.",
+    "goodbye": "Auf Wiederhören.",
+    "unknown_number": "Diese Rufnummer ist nicht vergeben.",
+    "technical_problem": (
+        "Leider gibt es ein technisches Problem. Bitte versuchen Sie es später noch einmal."
+    ),
+    "responder_intro": "Hier ist {number_name}. Ein Anrufer wartet in der Leitung.",
+    "responder_accept_hint": "Drücken Sie eine beliebige Taste, um verbunden zu werden.",
+    "responder_accept_hint_voice": (
+        "Drücken Sie eine beliebige Taste oder sagen Sie weiter, um verbunden zu werden."
+    ),
+    "responder_accept_decline_hint": (
+        "Drücken Sie {accept_key}, um verbunden zu werden, oder {decline_key}, um abzulehnen."
+    ),
+    "responder_accept_decline_hint_voice": (
+        "Drücken Sie {accept_key} oder sagen Sie weiter, um verbunden zu werden, "
+        "oder drücken Sie {decline_key}, um abzulehnen."
+    ),
+    "call_taken": "Der Anruf wurde bereits von jemand anderem angenommen. Auf Wiederhören.",
+    "connecting_responder": "Sie werden jetzt mit dem Anrufer verbunden.",
+    "key_star": "Stern",
+    "key_hash": "Raute",
+}
+
+_FR: dict[str, str] = {
+    "greeting_intro": "Vous êtes en ligne avec {number_name}.",
+    "menu_option": "Pour {label}, tapez {digit}.",
+    "menu_option_voice": "Pour {label}, tapez {digit} ou dites {label}.",
+    "menu_repeat_hint": "Pour réécouter ces choix, tapez étoile.",
+    "invalid_choice": "Désolé, ce choix n'est pas valide.",
+    "no_choice": "Désolé, nous n'avons pas reçu votre choix.",
+    "please_hold": "Veuillez patienter, nous vous mettons en relation.",
+    "connecting": "Nous vous mettons en relation.",
+    "outside_hours": "Vous appelez en dehors de nos heures de support.",
+    "no_one_available": "Désolé, personne n'est disponible pour prendre votre appel.",
+    "voicemail_prompt": (
+        "Personne n'est disponible. Veuillez laisser un message après le bip sonore, "
+        "puis tapez dièse lorsque vous avez terminé."
+    ),
+    "voicemail_saved": "Merci. Votre message a été enregistré.",
+    "goodbye": "Au revoir.",
+    "unknown_number": "Ce numéro n'est pas en service.",
+    "technical_problem": (
+        "Désolé, nous rencontrons un problème technique. Veuillez réessayer plus tard."
+    ),
+    "responder_intro": "Ici {number_name}. Un appelant est en attente.",
+    "responder_accept_hint": "Appuyez sur une touche pour prendre l'appel.",
+    "responder_accept_hint_voice": (
+        "Appuyez sur une touche ou dites continuer pour prendre l'appel."
+    ),
+    "responder_accept_decline_hint": (
+        "Tapez {accept_key} pour prendre l'appel, ou {decline_key} pour le refuser."
+    ),
+    "responder_accept_decline_hint_voice": (
+        "Tapez {accept_key} ou dites continuer pour prendre l'appel, "
+        "ou tapez {decline_key} pour le refuser."
+    ),
+    "call_taken": "L'appel a été pris par quelqu'un d'autre. Au revoir.",
+    "connecting_responder": "Nous vous mettons en relation avec l'appelant.",
+    "key_star": "étoile",
+    "key_hash": "dièse",
+}
+
+_ES: dict[str, str] = {
+    "greeting_intro": "Ha llamado a {number_name}.",
+    "menu_option": "Para {label}, pulse {digit}.",
+    "menu_option_voice": "Para {label}, pulse {digit} o diga {label}.",
+    "menu_repeat_hint": "Para volver a escuchar estas opciones, pulse asterisco.",
+    "invalid_choice": "Lo sentimos, esa opción no es válida.",
+    "no_choice": "Lo sentimos, no hemos recibido su elección.",
+    "please_hold": "Por favor, espere mientras le conectamos.",
+    "connecting": "Le estamos conectando.",
+    "outside_hours": "Está llamando fuera de nuestro horario de soporte.",
+    "no_one_available": "Lo sentimos, ahora mismo no hay nadie disponible para atender su llamada.",
+    "voicemail_prompt": (
+        "No hay nadie disponible. Por favor, deje un mensaje después del tono "
+        "y pulse almohadilla cuando termine."
+    ),
+    "voicemail_saved": "Gracias. Su mensaje ha sido grabado.",
+    "goodbye": "Adiós.",
+    "unknown_number": "Este número no está en servicio.",
+    "technical_problem": (
+        "Lo sentimos, tenemos un problema técnico. Por favor, inténtelo de nuevo más tarde."
+    ),
+    "responder_intro": "Le habla {number_name}. Hay una llamada en espera.",
+    "responder_accept_hint": "Pulse cualquier tecla para conectar.",
+    "responder_accept_hint_voice": "Pulse cualquier tecla o diga continuar para conectar.",
+    "responder_accept_decline_hint": (
+        "Pulse {accept_key} para conectar, o {decline_key} para rechazar."
+    ),
+    "responder_accept_decline_hint_voice": (
+        "Pulse {accept_key} o diga continuar para conectar, o pulse {decline_key} para rechazar."
+    ),
+    "call_taken": "Otra persona ha atendido la llamada. Adiós.",
+    "connecting_responder": "Le estamos conectando con la persona que llama.",
+    "key_star": "asterisco",
+    "key_hash": "almohadilla",
+}
+
+CATALOGUE: Mapping[str, Mapping[str, str]] = {"en": _EN, "de": _DE, "fr": _FR, "es": _ES}
+"""language → key → template."""
+
+KEYS: tuple[str, ...] = tuple(_EN)
+"""Every sentence key (the reference language's keys)."""
+
+
+def placeholders(template: str) -> set[str]:
+    """The `{name}` placeholders of a template; raises ValueError on a malformed one."""
+    names: set[str] = set()
+    for _literal, field, _spec, _conversion in string.Formatter().parse(template):
+        if field is None:
+            continue
+        if not field.isidentifier():
+            raise ValueError(f"placeholder {{{field}}} is not a plain name")
+        names.add(field)
+    return names
+
+
+def catalogue_language(
+    language: str, catalogue: Mapping[str, Mapping[str, str]] = CATALOGUE
+) -> str:
+    """The catalogue language for a tag: "de-AT" and "de_DE" speak "de"."""
+    tag = language.strip().replace("_", "-").lower()
+    if tag in catalogue:
+        return tag
+    primary = tag.split("-", 1)[0]
+    if primary in catalogue:
+        return primary
+    raise CatalogueError(
+        f"no sentences in language {language!r} (have: {', '.join(sorted(catalogue))})"
+    )
+
+
+def render(key: str, language: str, /, **params: object) -> str:
+    """The sentence `key` in `language` with `params` filled in; raises CatalogueError."""
+    templates = CATALOGUE[catalogue_language(language)]
+    try:
+        template = templates[key]
+    except KeyError:
+        raise CatalogueError(f"sentence {key!r} is missing in language {language!r}") from None
+    needed = placeholders(template)
+    missing = needed - params.keys()
+    if missing:
+        raise CatalogueError(f"sentence {key!r} ({language}) needs {', '.join(sorted(missing))}")
+    return template.format(**{name: params[name] for name in needed})
+
+
+def check_catalogue(
+    languages: Iterable[str], catalogue: Mapping[str, Mapping[str, str]] = CATALOGUE
+) -> list[str]:
+    """Problems that would make a call in one of `languages` play silence; empty when fine.
+
+    Each language must exist and have every key of the reference language, with exactly the
+    same placeholders, and no empty sentence.
+    """
+    problems: list[str] = []
+    reference = catalogue.get(REFERENCE_LANGUAGE, {})
+    if not reference:
+        return [f"the reference language {REFERENCE_LANGUAGE!r} is missing from the catalogue"]
+    checked: set[str] = set()
+    for language in languages:
+        try:
+            resolved = catalogue_language(language, catalogue)
+        except CatalogueError as error:
+            problems.append(str(error))
+            continue
+        if resolved in checked:
+            continue
+        checked.add(resolved)
+        templates = catalogue[resolved]
+        for key, reference_template in reference.items():
+            template = templates.get(key)
+            if template is None:
+                problems.append(f"{resolved}: sentence {key!r} has no translation")
+                continue
+            if not template.strip():
+                problems.append(f"{resolved}: sentence {key!r} is empty")
+                continue
+            try:
+                have = placeholders(template)
+            except ValueError as error:
+                problems.append(f"{resolved}: sentence {key!r}: {error}")
+                continue
+            want = placeholders(reference_template)
+            for name in sorted(want - have):
+                problems.append(f"{resolved}: sentence {key!r} lacks {{{name}}}")
+            for name in sorted(have - want):
+                problems.append(f"{resolved}: sentence {key!r} has unknown {{{name}}}")
+        for key in sorted(templates.keys() - reference.keys()):
+            problems.append(f"{resolved}: sentence {key!r} is not in {REFERENCE_LANGUAGE!r}")
+    return problems
+
+
+def spoken_key(key: str, language: str) -> str:
+    """How a phone key is said: "*" → "star", "#" → "hash", digits as they are."""
+    if key == "*":
+        return render("key_star", language)
+    if key == "#":
+        return render("key_hash", language)
+    return key
+
+
+def menu_sentences(
+    number_name: str,
+    greeting: str | None,
+    routes: Sequence[tuple[str, str]],
+    language: str,
+    *,
+    only_greeting: bool = False,
+    voice: bool = False,
+) -> list[str]:
+    """The greeting and menu a caller hears, in order.
+
+    A custom `greeting` text replaces the generated intro. `only_greeting` plays the greeting
+    alone. With a single route there is nothing to choose, so no menu. `routes` are
+    `(digit, label)` pairs in the order they are announced. (A greeting *file* is played by the
+    call flow, followed by `menu_options` unless only_greeting.)
+    """
+    first = greeting.strip() if greeting and greeting.strip() else None
+    sentences = [first or render("greeting_intro", language, number_name=number_name)]
+    if only_greeting:
+        return sentences
+    return sentences + menu_options(routes, language, voice=voice)
+
+
+def menu_options(
+    routes: Sequence[tuple[str, str]], language: str, *, voice: bool = False
+) -> list[str]:
+    """One sentence per route, then how to hear them again; nothing for fewer than 2 routes."""
+    if len(routes) < 2:
+        return []
+    key = "menu_option_voice" if voice else "menu_option"
+    sentences = [
+        render(key, language, label=label, digit=spoken_key(digit, language))
+        for digit, label in routes
+    ]
+    sentences.append(render("menu_repeat_hint", language))
+    return sentences
+
+
+def sentences_for_number(
+    number_name: str,
+    language: str,
+    *,
+    voice: bool = False,
+    accept_key: str | None = None,
+    decline_key: str | None = None,
+) -> dict[str, str]:
+    """Every fixed sentence a call on this number may play, by key (the menu aside).
+
+    Prepare these at start-up so no call waits for synthesis. The responder hint is the
+    accept/decline form when a decline key is configured, otherwise "press any key".
+    """
+    caller_keys = (
+        "menu_repeat_hint",
+        "invalid_choice",
+        "no_choice",
+        "please_hold",
+        "connecting",
+        "outside_hours",
+        "no_one_available",
+        "voicemail_prompt",
+        "voicemail_saved",
+        "goodbye",
+        "unknown_number",
+        "technical_problem",
+        "call_taken",
+        "connecting_responder",
+    )
+    sentences = {key: render(key, language) for key in caller_keys}
+    sentences["greeting_intro"] = render("greeting_intro", language, number_name=number_name)
+    sentences["responder_intro"] = render("responder_intro", language, number_name=number_name)
+    sentences["responder_accept_hint"] = responder_hint(
+        language, voice=voice, accept_key=accept_key, decline_key=decline_key
+    )
+    return sentences
+
+
+def responder_hint(
+    language: str,
+    *,
+    voice: bool = False,
+    accept_key: str | None = None,
+    decline_key: str | None = None,
+) -> str:
+    """What the responder is told to press (or say) after the intro."""
+    if decline_key is None:
+        return render("responder_accept_hint_voice" if voice else "responder_accept_hint", language)
+    key = "responder_accept_decline_hint_voice" if voice else "responder_accept_decline_hint"
+    return render(
+        key,
+        language,
+        accept_key=spoken_key(accept_key or "1", language),
+        decline_key=spoken_key(decline_key, language),
+    )
