@@ -1,0 +1,3 @@
+from ari_controller.simulator.cli import main
+
+main()

@@ -1,0 +1,216 @@
+"""The things a simulated Asterisk holds: channels, bridges, playbacks, recordings.
+
+Plain data with their ARI JSON shapes; the behaviour lives in `state.py` and
+`localcalls.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ari_controller.simulator.events import JSON
+from ari_controller.simulator.media import VoiceTimeline
+
+if TYPE_CHECKING:
+    from ari_controller.simulator.localcalls import LocalCall
+
+
+class AriError(Exception):
+    """An ARI error reply: status code and Asterisk's message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass
+class MediaEvent:
+    """One entry of a channel's (or bridge's) media history, for inspection."""
+
+    kind: str  # "playback", "moh", "recording"
+    media: str
+    started: float
+    ended: float | None = None
+    stopped_early: bool = False
+    outcome: str = ""
+
+    def to_json(self) -> JSON:
+        return {
+            "kind": self.kind,
+            "media": self.media,
+            "started": round(self.started, 3),
+            "ended": None if self.ended is None else round(self.ended, 3),
+            "stopped_early": self.stopped_early,
+            "outcome": self.outcome,
+        }
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    creationtime: str
+    created: float
+    caller: tuple[str, str] = ("", "")
+    connected: tuple[str, str] = ("", "")
+    state: str = "Down"
+    context: str = ""
+    exten: str = ""
+    priority: int = 1
+    app_name: str = ""
+    app_data: str = ""
+    local: LocalCall | None = None
+    stasis_app: str | None = None
+    stasis_args: list[str] = field(default_factory=list)
+    # Apps that get this channel's events; an originate with app= subscribes from the start.
+    apps: set[str] = field(default_factory=set)
+    bridge: Bridge | None = None
+    bridge_peer: str = ""
+    playbacks: list[Playback] = field(default_factory=list)
+    moh: MediaEvent | None = None
+    recording: LiveRecording | None = None
+    talk_detect: asyncio.Task[None] | None = None
+    variables: dict[str, str] = field(default_factory=dict)
+    voice: VoiceTimeline = field(default_factory=VoiceTimeline)
+    media_log: list[MediaEvent] = field(default_factory=list)
+    alive: bool = True
+    answered_by_app: asyncio.Event = field(default_factory=asyncio.Event)
+    # Playback currently running on the channel: bridging waits for it, as Asterisk does.
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    def snapshot(self) -> JSON:
+        return {
+            "accountcode": "",
+            "caller": {"name": self.caller[0], "number": self.caller[1]},
+            "connected": {"name": self.connected[0], "number": self.connected[1]},
+            "creationtime": self.creationtime,
+            "dialplan": {
+                "app_data": self.app_data,
+                "app_name": self.app_name,
+                "context": self.context,
+                "exten": self.exten,
+                "priority": self.priority,
+            },
+            "id": self.id,
+            "language": "en",
+            "name": self.name,
+            "protocol_id": "",
+            "state": self.state,
+        }
+
+    def in_stasis(self) -> bool:
+        return self.alive and self.stasis_app is not None
+
+
+@dataclass
+class Bridge:
+    id: str
+    kind: str  # "mixing" or "holding"
+    name: str
+    creationtime: str
+    channels: list[Channel] = field(default_factory=list)
+    subscribed: bool = False
+    moh: MediaEvent | None = None
+    playbacks: list[Playback] = field(default_factory=list)
+    media_log: list[MediaEvent] = field(default_factory=list)
+
+    def to_json(self) -> JSON:
+        return {
+            "bridge_class": "stasis",
+            "bridge_type": self.kind,
+            "channels": [c.id for c in self.channels],
+            "creationtime": self.creationtime,
+            "creator": "Stasis",
+            "id": self.id,
+            "name": self.name,
+            "technology": "holding_bridge" if self.kind == "holding" else "simple_bridge",
+            "video_mode": "talker",
+        }
+
+
+@dataclass
+class Playback:
+    id: str
+    media_uri: str
+    target_uri: str
+    app: str
+    state: str = "queued"
+    task: asyncio.Task[None] | None = None
+    log: MediaEvent | None = None
+    stop_requested: bool = False
+
+    def to_json(self) -> JSON:
+        return {
+            "id": self.id,
+            "language": "en",
+            "media_uri": self.media_uri,
+            "state": self.state,
+            "target_uri": self.target_uri,
+        }
+
+
+@dataclass
+class LiveRecording:
+    name: str
+    format: str
+    target_uri: str
+    app: str
+    channel: Channel
+    max_duration: float
+    max_silence: float
+    terminate_on: str
+    append: bool
+    beep: bool
+    state: str = "queued"
+    stop: str | None = None  # why it should end: "dtmf", "stop", "cancel", "hangup"
+    task: asyncio.Task[None] | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+    log: MediaEvent | None = None
+
+    def to_json(self) -> JSON:
+        return {
+            "format": self.format,
+            "name": self.name,
+            "state": self.state,
+            "target_uri": self.target_uri,
+            **self.result,
+        }
+
+
+@dataclass
+class CallRecord:
+    """History of one originated call, kept after its channels are gone."""
+
+    endpoint: str
+    channel_id: str
+    name: str
+    kind: str  # "inbound", "originate", "create"
+    created: float
+    answered: float | None = None
+    destroyed: float | None = None
+    cause: int | None = None
+    entered_stasis: bool = False
+    fell_back: bool = False
+
+    def to_json(self) -> JSON:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
+        return {
+            "endpoint": self.endpoint,
+            "channel_id": self.channel_id,
+            "name": self.name,
+            "kind": self.kind,
+            "created": rounded(self.created),
+            "answered": rounded(self.answered),
+            "destroyed": rounded(self.destroyed),
+            "cause": self.cause,
+            "entered_stasis": self.entered_stasis,
+            "fell_back": self.fell_back,
+        }
