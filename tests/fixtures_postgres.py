@@ -1,1 +1,87 @@
-"""Fixtures for a throwaway Postgres (filled in by the store work)."""
+"""Fixtures for a real Postgres: `postgres_dsn` (the server) and `database` (a fresh database).
+
+With DATABASE_URL set, tests use that server (the role needs CREATEDB); otherwise one throwaway
+server is started from the installed binaries for the whole session. Both fixtures are
+synchronous (their async work runs on a private loop in a worker thread), so sync and async
+tests of any loop scope can use them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from ari_controller.store.migrate import migrate
+from ari_controller.testing.postgres import PostgresNotFoundError, ThrowawayPostgres
+
+T = TypeVar("T")
+
+
+def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine to completion outside whatever loop pytest-asyncio is running."""
+
+    async def main() -> T:
+        return await make()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, main()).result(timeout=60)
+
+
+def dsn_with_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path="/" + database))
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn() -> Iterator[str]:
+    """DSN of a server where tests may create databases."""
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        yield url
+        return
+    try:
+        server = ThrowawayPostgres().start()
+    except PostgresNotFoundError as exc:
+        pytest.skip(f"no Postgres for this test: {exc}")
+    try:
+        yield server.dsn
+    finally:
+        server.stop()
+
+
+async def _create_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"', timeout=30)
+    finally:
+        await conn.close(timeout=5)
+
+
+async def _drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn, timeout=10)
+    try:
+        # FORCE: a test that failed half-way may have left connections open.
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', timeout=30)
+    finally:
+        await conn.close(timeout=5)
+
+
+@pytest.fixture
+def database(postgres_dsn: str) -> Iterator[str]:
+    """DSN of a new database with the schema applied, dropped after the test."""
+    name = f"test_{secrets.token_hex(6)}"
+    run_async(lambda: _create_database(postgres_dsn, name))
+    dsn = dsn_with_database(postgres_dsn, name)
+    try:
+        run_async(lambda: migrate(dsn))
+        yield dsn
+    finally:
+        run_async(lambda: _drop_database(postgres_dsn, name))

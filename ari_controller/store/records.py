@@ -1,0 +1,319 @@
+"""What the call flow writes to the store: one small immutable record per change.
+
+Each record carries every id it needs (chosen by the controller, never by the database), so
+applying it is idempotent and it can be retried, spooled to disk and replayed after a restart.
+`to_json`/`from_json` are the spool format: one JSON object per line.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeAlias, Union
+from uuid import UUID
+
+AlertStatus: TypeAlias = Literal["accepted", "resolved"]
+LegMode: TypeAlias = Literal["sequential", "simultaneous"]
+LegOutcome: TypeAlias = Literal[
+    "accepted",
+    "busy",
+    "no_answer",
+    "declined",
+    "failed",
+    "taken_by_other",
+    "abandoned",
+    "cancelled",
+]
+
+LEG_MODES: frozenset[str] = frozenset(typing.get_args(LegMode))
+LEG_OUTCOMES: frozenset[str] = frozenset(typing.get_args(LegOutcome))
+ALERT_STATUSES: frozenset[str] = frozenset(typing.get_args(AlertStatus))
+
+
+def _require_aware(**moments: datetime | None) -> None:
+    # A naive datetime would be read as UTC by the driver, silently shifting local times.
+    for name, moment in moments.items():
+        if moment is not None and moment.utcoffset() is None:
+            raise ValueError(f"{name} must be timezone-aware, got {moment!r}")
+
+
+_WORD = re.compile(r"[a-z][a-z0-9_]*")
+
+
+def _require_word(name: str, value: str | None) -> None:
+    # Mirrors the schema's shape check on outcome/ended_reason so a bad value fails where it
+    # is made, not later in the background writer.
+    if value is not None and not _WORD.fullmatch(value):
+        raise ValueError(f"{name} must be a lower_snake_case word, got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertOpened:
+    alert_id: UUID
+    number_did: str
+    number_name: str
+    route: str | None
+    caller_id: str | None
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(created_at=self.created_at)
+
+
+@dataclass(frozen=True, slots=True)
+class AlertRouted:
+    """The caller chose (or was given) a route in the menu."""
+
+    alert_id: UUID
+    route: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    call_id: UUID
+    alert_id: UUID
+    caller_channel_id: str
+    did: str
+    caller_id: str | None
+    started_at: datetime
+    answered_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        _require_aware(started_at=self.started_at, answered_at=self.answered_at)
+
+
+@dataclass(frozen=True, slots=True)
+class CallAnswered:
+    call_id: UUID
+    answered_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(answered_at=self.answered_at)
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One step of a call's timeline; seq is the call's own counter, starting at 0."""
+
+    call_id: UUID
+    seq: int
+    at: datetime
+    kind: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_aware(at=self.at)
+        if self.seq < 0:
+            raise ValueError(f"seq must be >= 0, got {self.seq}")
+        if not self.kind:
+            raise ValueError("kind must not be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class LegPlaced:
+    leg_id: str
+    """The leg's ARI channel id."""
+    call_id: UUID
+    user_id: str
+    contact: str
+    mode: LegMode
+    attempt: int
+    placed_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(placed_at=self.placed_at)
+        if not self.leg_id:
+            raise ValueError("leg_id must not be empty")
+        if self.mode not in LEG_MODES:
+            raise ValueError(f"mode must be one of {sorted(LEG_MODES)}, got {self.mode!r}")
+        if self.attempt < 1:
+            raise ValueError(f"attempt must be >= 1, got {self.attempt}")
+
+
+@dataclass(frozen=True, slots=True)
+class LegAnswered:
+    leg_id: str
+    answered_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(answered_at=self.answered_at)
+
+
+@dataclass(frozen=True, slots=True)
+class LegEnded:
+    leg_id: str
+    ended_at: datetime
+    outcome: LegOutcome
+    hangup_cause: int | None
+    answered_at: datetime | None = None
+    """Set when known; an earlier LegAnswered is kept when this is None."""
+
+    def __post_init__(self) -> None:
+        _require_aware(ended_at=self.ended_at, answered_at=self.answered_at)
+        if self.outcome not in LEG_OUTCOMES:
+            raise ValueError(f"outcome must be one of {sorted(LEG_OUTCOMES)}, got {self.outcome!r}")
+        if self.hangup_cause is not None and not 0 <= self.hangup_cause <= 127:
+            raise ValueError(f"hangup_cause must be a Q.850 cause 0..127, got {self.hangup_cause}")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertStatusChanged:
+    """open -> accepted -> resolved (or open -> resolved); never moves backwards."""
+
+    alert_id: UUID
+    status: AlertStatus
+    at: datetime
+    by_user_id: str | None
+
+    def __post_init__(self) -> None:
+        _require_aware(at=self.at)
+        if self.status not in ALERT_STATUSES:
+            raise ValueError(f"status must be one of {sorted(ALERT_STATUSES)}, got {self.status!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEscalated:
+    """The alert's n-th escalation (1, 2, ...): a count, not an increment, so replays are safe."""
+
+    alert_id: UUID
+    escalation: int
+    at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(at=self.at)
+        if self.escalation < 1:
+            raise ValueError(f"escalation must be >= 1, got {self.escalation}")
+
+
+@dataclass(frozen=True, slots=True)
+class VoicemailStored:
+    voicemail_id: UUID
+    call_id: UUID
+    alert_id: UUID
+    recording_name: str
+    duration_s: float | None
+    format: str
+    audio: bytes | None
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(created_at=self.created_at)
+        if self.duration_s is not None and self.duration_s < 0:
+            raise ValueError(f"duration_s must be >= 0, got {self.duration_s}")
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """Ends the call; the outcome also becomes the alert's ended_reason if it has none yet."""
+
+    call_id: UUID
+    alert_id: UUID
+    ended_at: datetime
+    outcome: str
+
+    def __post_init__(self) -> None:
+        _require_aware(ended_at=self.ended_at)
+        _require_word("outcome", self.outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationQueued:
+    notification_id: UUID
+    alert_id: UUID
+    kind: str
+    payload: Mapping[str, Any]
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(created_at=self.created_at)
+        if not self.kind:
+            raise ValueError("kind must not be empty")
+
+
+Record: TypeAlias = (
+    AlertOpened
+    | AlertRouted
+    | CallStarted
+    | CallAnswered
+    | TimelineEvent
+    | LegPlaced
+    | LegAnswered
+    | LegEnded
+    | AlertStatusChanged
+    | AlertEscalated
+    | VoicemailStored
+    | CallEnded
+    | NotificationQueued
+)
+
+RECORD_TYPES: dict[str, type[Record]] = {cls.__name__: cls for cls in typing.get_args(Record)}
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _decode(value: object, annotation: object) -> object:
+    if value is None:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _decode(value, kinds[0]) if len(kinds) == 1 else value
+    if annotation is datetime and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if annotation is UUID and isinstance(value, str):
+        return UUID(value)
+    if annotation is bytes and isinstance(value, str):
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    if annotation is float and isinstance(value, int):
+        return float(value)
+    return value
+
+
+def to_json(record: Record) -> str:
+    """One line of the spool: {"type": <record class>, <field>: <value>, ...}."""
+    body: dict[str, object] = {"type": type(record).__name__}
+    for f in dataclasses.fields(record):
+        body[f.name] = _encode(getattr(record, f.name))
+    # default=str: timeline data may hold datetimes or enums; the database gets them as text
+    # too (see writer.apply_record), so the spooled record writes the same row.
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def from_json(line: str) -> Record:
+    """Inverse of to_json; raises ValueError on anything that is not a valid record."""
+    try:
+        body = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValueError("a record must be a JSON object")
+    cls = RECORD_TYPES.get(str(body.pop("type", "")))
+    if cls is None:
+        raise ValueError(f"unknown record type in {line[:80]!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(body) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    try:
+        kwargs: dict[str, Any] = {name: _decode(value, hints[name]) for name, value in body.items()}
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid {cls.__name__}: {exc}") from exc

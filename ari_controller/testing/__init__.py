@@ -1,0 +1,1 @@
+"""Helpers for tests and the demo that start real parts (a throwaway Postgres, ...)."""

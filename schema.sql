@@ -1,0 +1,1 @@
+ari_controller/schema.sql

@@ -1,0 +1,400 @@
+"""The store writer against a real Postgres: order, idempotency, outages, the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from ari_controller.store.migrate import migrate
+from ari_controller.store.queries import get_alert, list_alerts, pending_notifications
+from ari_controller.store.records import (
+    AlertEscalated,
+    AlertOpened,
+    AlertRouted,
+    AlertStatusChanged,
+    CallAnswered,
+    CallEnded,
+    CallStarted,
+    LegEnded,
+    LegPlaced,
+    NotificationQueued,
+    Record,
+    TimelineEvent,
+    VoicemailStored,
+)
+from ari_controller.store.writer import SpoolInUseError, StoreWriter, apply_record
+from ari_controller.testing.postgres import PostgresNotFoundError, ThrowawayPostgres, free_port
+from tests.fixtures_postgres import run_async
+
+T0 = datetime(2025, 3, 4, 2, 17, 5, tzinfo=UTC)
+FAST_RETRY = {"retry_initial": 0.02, "retry_max": 0.1, "connect_timeout": 2.0}
+
+
+def call_records(
+    alert_id: uuid.UUID | None = None, *, start: datetime = T0, voicemail: bool = False
+) -> list[Record]:
+    """What the call flow writes for one call: a busy responder, then one who accepts
+    (or, with voicemail, nobody and a message)."""
+    alert_id = alert_id or uuid.uuid4()
+    call_id = uuid.uuid4()
+    at = [start + timedelta(seconds=s) for s in range(30)]
+    seq = iter(range(1, 100))
+
+    def event(i: int, kind: str, **data: object) -> TimelineEvent:
+        return TimelineEvent(call_id, next(seq), at[i], kind, data)
+
+    leg1, leg2 = f"leg-{call_id.hex[:8]}-1", f"leg-{call_id.hex[:8]}-2"
+    records: list[Record] = [
+        AlertOpened(alert_id, "+4930123456", "Ops hotline", None, "+4917000001", at[0]),
+        CallStarted(call_id, alert_id, f"chan-{call_id.hex[:8]}", "+4930123456", "+491", at[0]),
+        event(0, "call_started", did="+4930123456"),
+        CallAnswered(call_id, at[1]),
+        event(3, "route_chosen", digit="1", route="database"),
+        AlertRouted(alert_id, "database"),
+        LegPlaced(leg1, call_id, "alice", "PJSIP/alice", "sequential", 1, at[4]),
+        event(4, "leg_placed", leg=leg1, user="alice"),
+        LegEnded(leg1, at[6], "busy", 17),
+        event(6, "leg_ended", leg=leg1, outcome="busy", cause=17),
+        LegPlaced(leg2, call_id, "bob", "PJSIP/bob", "sequential", 2, at[6]),
+        event(6, "leg_placed", leg=leg2, user="bob"),
+    ]
+    if voicemail:
+        vm_id = uuid.uuid4()
+        records += [
+            LegEnded(leg2, at[26], "no_answer", 19),
+            event(26, "leg_ended", leg=leg2, outcome="no_answer", cause=19),
+            VoicemailStored(vm_id, call_id, alert_id, "vm-1", 7.5, "wav", b"RIFF\x00\xff", at[27]),
+            event(27, "voicemail_stored", recording="vm-1"),
+            AlertEscalated(alert_id, 1, at[27]),
+            CallEnded(call_id, alert_id, at[28], "voicemail"),
+            event(28, "call_ended", reason="voicemail"),
+        ]
+    else:
+        records += [
+            LegEnded(leg2, at[20], "accepted", None, answered_at=at[9]),
+            AlertStatusChanged(alert_id, "accepted", at[10], "bob"),
+            event(10, "bridged", leg=leg2),
+            CallEnded(call_id, alert_id, at[25], "connected"),
+            AlertStatusChanged(alert_id, "resolved", at[25], None),
+            event(25, "call_ended", reason="connected"),
+        ]
+    records.append(
+        NotificationQueued(uuid.uuid4(), alert_id, "webhook", {"event": "alert_opened"}, at[0])
+    )
+    return records
+
+
+def alert_id_of(records: list[Record]) -> uuid.UUID:
+    first = records[0]
+    assert isinstance(first, AlertOpened)
+    return first.alert_id
+
+
+async def test_writer_applies_a_call_and_get_alert_reads_it_back(
+    database: str, tmp_path: Path
+) -> None:
+    records = call_records()
+    writer = StoreWriter(database, tmp_path / "spool", **FAST_RETRY)  # type: ignore[arg-type]
+    await writer.start()
+    for record in records:
+        writer.submit(record)
+    assert await writer.flush(10)
+    assert (writer.written, writer.pending, writer.rejected) == (len(records), 0, 0)
+    await writer.close()
+
+    conn = await asyncpg.connect(database)
+    try:
+        alert = await get_alert(conn, alert_id_of(records))
+        outbox = await pending_notifications(conn)
+        listed = await list_alerts(conn)
+    finally:
+        await conn.close()
+    assert alert is not None
+    assert alert["status"] == "resolved"
+    assert alert["accepted_by"] == "bob"
+    assert alert["route"] == "database"
+    assert alert["ended_reason"] == "connected"
+    assert alert["accepted_at"] == T0 + timedelta(seconds=10)
+    (call,) = alert["calls"]
+    assert call["outcome"] == "connected"
+    assert call["answered_at"] == T0 + timedelta(seconds=1)
+    assert [(leg["user_id"], leg["outcome"], leg["hangup_cause"]) for leg in call["legs"]] == [
+        ("alice", "busy", 17),
+        ("bob", "accepted", None),
+    ]
+    assert call["legs"][1]["answered_at"] == T0 + timedelta(seconds=9)
+    assert [e["seq"] for e in call["timeline"]] == list(range(1, len(call["timeline"]) + 1))
+    assert [e["kind"] for e in call["timeline"]] == [
+        "call_started",
+        "route_chosen",
+        "leg_placed",
+        "leg_ended",
+        "leg_placed",
+        "bridged",
+        "call_ended",
+    ]
+    assert call["timeline"][3]["data"] == {
+        "leg": call["legs"][0]["id"],
+        "outcome": "busy",
+        "cause": 17,
+    }
+    assert alert["voicemail"] is None
+    assert [n["kind"] for n in outbox] == ["webhook"]
+    assert outbox[0]["payload"] == {"event": "alert_opened"}
+    assert [a["id"] for a in listed] == [alert["id"]]
+    assert not (tmp_path / "spool" / "pending.jsonl").exists()
+
+
+async def test_voicemail_is_attached_to_the_alert(database: str, tmp_path: Path) -> None:
+    records = call_records(voicemail=True)
+    writer = StoreWriter(database, tmp_path, **FAST_RETRY)  # type: ignore[arg-type]
+    await writer.start()
+    for record in records:
+        writer.submit(record)
+    assert await writer.close(10)
+
+    pool = await asyncpg.create_pool(database, min_size=1, max_size=2)
+    try:
+        alert = await get_alert(pool, alert_id_of(records), include_audio=True)
+    finally:
+        await pool.close()
+    assert alert is not None
+    assert alert["status"] == "open"
+    assert alert["escalation_count"] == 1
+    assert alert["ended_reason"] == "voicemail"
+    voicemail = alert["voicemail"]
+    assert voicemail is not None
+    assert alert["voicemail_id"] == voicemail["id"]
+    assert (voicemail["recording_name"], voicemail["duration_s"]) == ("vm-1", 7.5)
+    assert (voicemail["audio"], voicemail["audio_bytes"]) == (b"RIFF\x00\xff", 6)
+
+
+async def test_applying_records_twice_or_late_changes_nothing(database: str) -> None:
+    """Retries after an ambiguous failure and spool replays re-apply records: no duplicates,
+    and an old record never undoes a newer one."""
+    records = call_records()
+    conn = await asyncpg.connect(database)
+    try:
+        assert all([await apply_record(conn, r) for r in records])
+        before = await get_alert(conn, alert_id_of(records))
+        assert not any([await apply_record(conn, r) for r in records])
+        assert not any([await apply_record(conn, r) for r in reversed(records)])
+        after = await get_alert(conn, alert_id_of(records))
+        counts = {
+            table: await conn.fetchval(f"SELECT count(*) FROM {table}")
+            for table in ("alerts", "calls", "call_legs", "call_events", "notification_outbox")
+        }
+        # Escalations are a count, not an increment.
+        await apply_record(conn, AlertEscalated(alert_id_of(records), 2, T0))
+        await apply_record(conn, AlertEscalated(alert_id_of(records), 1, T0))
+        escalations = await conn.fetchval(
+            "SELECT escalation_count FROM alerts WHERE id = $1", alert_id_of(records)
+        )
+    finally:
+        await conn.close()
+    assert before is not None and after == before
+    assert before["status"] == "resolved"
+    assert counts == {
+        "alerts": 1,
+        "calls": 1,
+        "call_legs": 2,
+        "call_events": 7,
+        "notification_outbox": 1,
+    }
+    assert escalations == 2
+
+
+async def test_a_refused_record_is_kept_aside_and_does_not_block_the_rest(
+    database: str, tmp_path: Path
+) -> None:
+    records = call_records()
+    orphan = CallStarted(uuid.uuid4(), uuid.uuid4(), "chan-x", "+1", None, T0)  # no such alert
+    writer = StoreWriter(database, tmp_path, **FAST_RETRY)  # type: ignore[arg-type]
+    await writer.start()
+    writer.submit(orphan)
+    for record in records:
+        writer.submit(record)
+    assert await writer.close(10)
+    assert (writer.rejected, writer.written) == (1, len(records))
+    (line,) = writer.rejected_path.read_text().splitlines()
+    kept = json.loads(line)
+    assert kept["sqlstate"] == "23503"  # foreign key violation
+    assert kept["record"]["call_id"] == str(orphan.call_id)
+
+
+async def test_spooled_records_are_written_after_a_restart(database: str, tmp_path: Path) -> None:
+    records = call_records()
+    spool = tmp_path / "spool"
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    first = StoreWriter(nowhere, spool, **FAST_RETRY)  # type: ignore[arg-type]
+    await first.start()  # the database is unreachable: start must not fail
+    for record in records[:5]:
+        first.submit(record)
+    await asyncio.sleep(0.05)
+    for record in records[5:]:
+        first.submit(record)
+    assert not await first.close(timeout=0.2)
+    assert first.failures >= 1 and first.written == 0
+    assert len((spool / "pending.jsonl").read_text().splitlines()) == len(records)
+
+    # The same writer started again (still no database) keeps each record once.
+    await first.start()
+    assert first.pending == len(records)
+    await first.close(0.05)
+    assert len((spool / "pending.jsonl").read_text().splitlines()) == len(records)
+
+    second = StoreWriter(database, spool, **FAST_RETRY)  # type: ignore[arg-type]
+    assert isinstance(records[1], CallStarted)
+    late = TimelineEvent(records[1].call_id, 50, T0, "note", {"after": "restart"})
+    second.submit(late)  # submitted before start: still written after the spooled records
+    await second.start()
+    assert await second.flush(10)
+    await second.close()
+    assert second.written == len(records) + 1
+    assert not (spool / "pending.jsonl").exists()
+    conn = await asyncpg.connect(database)
+    try:
+        alert = await get_alert(conn, alert_id_of(records))
+    finally:
+        await conn.close()
+    assert alert is not None and alert["status"] == "resolved"
+    timeline = alert["calls"][0]["timeline"]
+    assert [e["seq"] for e in timeline] == [*range(1, 8), 50]
+
+
+async def test_one_spool_directory_serves_one_writer(tmp_path: Path) -> None:
+    nowhere = f"postgresql://postgres@127.0.0.1:{free_port()}/postgres"
+    first = StoreWriter(nowhere, tmp_path, **FAST_RETRY)  # type: ignore[arg-type]
+    await first.start()
+    try:
+        with pytest.raises(SpoolInUseError):
+            await StoreWriter(nowhere, tmp_path).start()
+    finally:
+        await first.close(0.1)
+    second = StoreWriter(nowhere, tmp_path)
+    await second.start()  # the lock is released on close
+    await second.close(0.1)
+
+
+# --- the database goes away while calls go on ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def own_postgres() -> Iterator[ThrowawayPostgres]:
+    """A server of our own, since these tests stop and start it."""
+    try:
+        server = ThrowawayPostgres().start()
+    except PostgresNotFoundError as exc:
+        pytest.skip(str(exc))
+    try:
+        run_async(lambda: migrate(server.dsn))
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def running_postgres(own_postgres: ThrowawayPostgres) -> AsyncIterator[ThrowawayPostgres]:
+    await asyncio.to_thread(own_postgres.start_server)
+    yield own_postgres
+    await asyncio.to_thread(own_postgres.start_server)
+
+
+async def _application_order(dsn: str, alert_id: uuid.UUID) -> list[int]:
+    # The transaction (xmin), then the place in the table (ctid: this table only grows) show
+    # the order rows were written in.
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT e.seq FROM call_events e JOIN calls c ON c.id = e.call_id"
+            " WHERE c.alert_id = $1 ORDER BY e.xmin::text::bigint, e.ctid",
+            alert_id,
+        )
+    finally:
+        await conn.close()
+    return [row["seq"] for row in rows]
+
+
+async def test_calls_go_on_while_the_database_is_down(
+    running_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    records = call_records()
+    outcomes: list[bool] = []
+    writer = StoreWriter(
+        running_postgres.dsn,
+        tmp_path,
+        on_write=lambda latency, ok: outcomes.append(ok),
+        **FAST_RETRY,  # type: ignore[arg-type]
+    )
+    await writer.start()
+    for record in records[:4]:
+        writer.submit(record)
+    assert await writer.flush(10)
+
+    await asyncio.to_thread(running_postgres.stop_server)
+    submit_times = []
+    for record in records[4:]:
+        started = time.perf_counter()
+        writer.submit(record)
+        submit_times.append(time.perf_counter() - started)
+        await asyncio.sleep(0.01)  # the call goes on
+    assert max(submit_times) < 0.005, "submit must not wait for the database"
+    assert not await writer.flush(0.3)
+    assert writer.pending == len(records) - 4
+    assert writer.failures >= 1 and False in outcomes
+    # What could not be written is on disk, in order, in case the controller dies now.
+    spooled = writer.pending_path.read_text().splitlines()
+    assert [json.loads(line)["type"] for line in spooled] == [type(r).__name__ for r in records[4:]]
+
+    await asyncio.to_thread(running_postgres.start_server)
+    assert await writer.flush(15)
+    await writer.close()
+    assert writer.pending == 0 and writer.rejected == 0
+    assert outcomes[-1] is True
+    assert not writer.pending_path.exists()
+
+    alert = await get_alert_from(running_postgres.dsn, alert_id_of(records))
+    assert alert["status"] == "resolved"
+    assert [leg["outcome"] for leg in alert["calls"][0]["legs"]] == ["busy", "accepted"]
+    order = await _application_order(running_postgres.dsn, alert_id_of(records))
+    assert order == list(range(1, 8)), "each event once, in the order submitted"
+
+
+async def test_writer_starts_while_the_database_is_down(
+    running_postgres: ThrowawayPostgres, tmp_path: Path
+) -> None:
+    records = call_records()
+    await asyncio.to_thread(running_postgres.stop_server)
+    writer = StoreWriter(running_postgres.dsn, tmp_path, **FAST_RETRY)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    await writer.start()
+    assert time.perf_counter() - started < 0.5
+    for record in records:
+        writer.submit(record)
+    assert not await writer.flush(0.3)
+
+    await asyncio.to_thread(running_postgres.start_server)
+    assert await writer.flush(15)
+    await writer.close()
+    alert = await get_alert_from(running_postgres.dsn, alert_id_of(records))
+    assert alert["ended_reason"] == "connected"
+    assert await _application_order(running_postgres.dsn, alert_id_of(records)) == list(range(1, 8))
+
+
+async def get_alert_from(dsn: str, alert_id: uuid.UUID) -> dict[str, Any]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        alert = await get_alert(conn, alert_id)
+    finally:
+        await conn.close()
+    assert alert is not None
+    return alert
