@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import structlog
 
@@ -80,14 +80,14 @@ class AlertRecords:
         )
 
     def leg_placed(self, call_id: str, leg: LegRecord) -> None:
-        mode = leg.mode if leg.mode in ("sequential", "simultaneous") else "sequential"
+        mode: r.LegMode = "simultaneous" if leg.mode == "simultaneous" else "sequential"
         self._put(
             lambda: r.LegPlaced(
                 leg.leg_id,
                 uuid.UUID(call_id),
                 leg.user_id,
                 leg.contact,
-                mode,  # type: ignore[arg-type]
+                mode,
                 leg.order,
                 leg.placed_at,
             )
@@ -95,14 +95,15 @@ class AlertRecords:
 
     def leg_ended(self, call_id: str, leg: LegRecord) -> None:
         assert leg.outcome is not None and leg.ended_at is not None
-        outcome, ended_at = leg.outcome.value, leg.ended_at
+        outcome = cast("r.LegOutcome", str(leg.outcome))
+        ended_at = leg.ended_at
         self._put(
             lambda: r.LegEnded(
                 leg.leg_id,
                 ended_at,
                 outcome,
                 leg.hangup_cause,
-                leg.answered_at,  # type: ignore[arg-type]
+                leg.answered_at,
             )
         )
 
@@ -112,15 +113,15 @@ class AlertRecords:
             self._put(lambda: r.AlertRouted(uuid.UUID(alert.alert_id), route))
 
     def alert_status(self, alert: AlertSummary, at: dt.datetime) -> None:
-        status = alert.status
-        if status not in ("accepted", "resolved"):
+        if alert.status not in ("accepted", "resolved"):
             return
+        status = cast(r.AlertStatus, alert.status)
         self._put(
             lambda: r.AlertStatusChanged(
                 uuid.UUID(alert.alert_id),
                 status,
                 at,
-                alert.accepted_by,  # type: ignore[arg-type]
+                alert.accepted_by,
             )
         )
         self._notify(alert, f"alert_{status}", at)

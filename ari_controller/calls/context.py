@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventRouter
@@ -59,8 +59,8 @@ class CallContext:
     def say(self, key: str, **params: str) -> list[str]:
         return self.prompts.say(key, self.language, **params)
 
-    def spawn(self, coro: object) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """A side task of this call (e.g. telling a late responder the call was taken)."""
-        task: asyncio.Task[None] = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+        task = asyncio.ensure_future(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)

@@ -82,6 +82,7 @@ class PromptError(RuntimeError):
 class _Prepared:
     key: str
     duration: float
+    text: str = ""
 
 
 class PromptLibrary:
@@ -154,7 +155,7 @@ class PromptLibrary:
             if synthesized:
                 rendered += 1
                 self.rendered += 1
-            self._by_key[key] = _Prepared(key, duration)
+            self._by_key[key] = _Prepared(key, duration, text.strip())
         if failures:
             raise PromptError("could not render prompts: " + "; ".join(failures))
         return rendered
@@ -214,6 +215,12 @@ class PromptLibrary:
             duration = self._store(key, decode_file(path, max_seconds=max_seconds))
         self._by_key[key] = _Prepared(key, duration)
         return key
+
+    def text_of(self, uri: str) -> str | None:
+        """The sentence behind a URI this library handed out (for logs, tests and the demo)."""
+        key = _key_in_uri(uri)
+        prepared = self._by_key.get(key) if key is not None else None
+        return prepared.text or None if prepared is not None else None
 
     def duration_of(self, uri: str) -> float:
         """Seconds of audio behind a URI this library handed out."""
