@@ -310,3 +310,38 @@ async def test_unknown_number(stack: Stack) -> None:
     await stack.wait_calls_done(10)
     assert stack.heard(caller) == ["This number is not in service."]
     assert await stack.alerts() == []
+
+
+async def test_a_database_outage_neither_drops_the_call_nor_loses_the_alert(
+    flow_config: Config, tmp_path: Path, sounds_dir: Path
+) -> None:
+    from ari_controller.store.migrate import migrate
+    from ari_controller.testing.postgres import ThrowawayPostgres
+
+    with ThrowawayPostgres() as server:
+        await migrate(server.dsn)
+        async with running_stack(
+            flow_config, server.dsn, tmp_path, time_scale=TIME_SCALE, sounds_dir=sounds_dir
+        ) as stack:
+            for name, steps in CALLERS.items():
+                stack.sim.register_script(name, steps)
+            server.stop_server()  # Postgres goes away before the call
+            caller = await stack.place_call("dial1", "100")
+            await stack.wait_calls_done(30)
+            # The call went its whole way: menu, hunt, bridge.
+            assert "Please hold while we connect you." in stack.heard(caller)
+            assert any(
+                h["endpoint"] == "Local/accept@responders"
+                for h in inspect.history(stack.sim.asterisk)
+            )
+            writer = stack.daemon.writer
+            assert writer.pending > 0 and writer.failures > 0
+            server.start_server()  # ... and comes back: everything is written, once
+            assert await writer.flush(30)
+            alerts = await stack.alerts()
+        assert len(alerts) == 1
+        alert = alerts[0]
+        assert alert["ended_reason"] == "connected" and alert["accepted_by"] == "ana-accepts"
+        assert [o for _, _, o in legs(alert)] == ["busy", "declined", "accepted"]
+        seqs = [e["seq"] for e in alert["calls"][0]["timeline"]]
+        assert seqs == list(range(1, len(seqs) + 1))

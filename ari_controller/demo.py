@@ -1,0 +1,236 @@
+"""`make demo`: every path of a call, end to end, on this machine.
+
+Starts a throwaway Postgres and the Asterisk simulator, runs the controller on
+examples/demo.yaml, places scripted calls at once, prints each call's timeline and what the
+caller heard, then the alerts as Postgres has them, and cleans everything up. Exits 1 if any
+call did not end as expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ari_controller.config import load_config
+from ari_controller.logging import configure_logging
+from ari_controller.store.migrate import migrate
+from ari_controller.testing.harness import Stack, running_stack
+from ari_controller.testing.postgres import ThrowawayPostgres
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
+# The phones run five times faster than life, so the whole demo takes well under a minute.
+TIME_SCALE = 5.0
+
+# Demo callers: each presses a key, holds, and hangs up a while after being connected.
+CALLERS: dict[str, list[Any]] = {
+    "demo_press1": [{"answer": {}}, {"wait": 3}, {"dtmf": "1"}, {"wait": 45}, {"hangup": {}}],
+    "demo_press2": [{"answer": {}}, {"wait": 3}, {"dtmf": "2"}, {"wait": 45}, {"hangup": {}}],
+    "demo_press3": [{"answer": {}}, {"wait": 3}, {"dtmf": "3"}, {"wait": 45}, {"hangup": {}}],
+    "demo_impatient": [{"answer": {}}, {"wait": 3}, {"dtmf": "1"}, {"wait": 6}, {"hangup": {}}],
+    "demo_listen": [{"answer": {}}, {"wait": 90}, {"hangup": {}}],
+    "demo_message": [
+        {"answer": {}},
+        {"wait": 6},
+        {"speak": "tt-monkeys"},
+        {"dtmf": "#"},
+        {"wait": 30},
+        {"hangup": {}},
+    ],
+}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    title: str
+    script: str
+    did: str
+    ended: str  # the alert's ended_reason we expect
+    outcomes: list[str] | None = None  # leg outcomes in order, when they are certain
+    accepted_by: str | None = None
+
+
+SCENARIOS = [
+    Scenario(
+        "Sequential calling: busy, then a decline, then an accept",
+        "demo_press1",
+        "100",
+        "connected",
+        ["busy", "declined", "accepted"],
+        "ana-accepts",
+    ),
+    Scenario(
+        "Simultaneous calling: everyone rings, the fastest accept wins",
+        "demo_press2",
+        "100",
+        "connected",
+        None,
+        "fay-fast",
+    ),
+    Scenario(
+        "One person, two phones: the first fails, the second is answered",
+        "demo_press3",
+        "100",
+        "connected",
+        ["failed", "accepted"],
+        "max-two-phones",
+    ),
+    Scenario("After hours: straight to voicemail", "demo_message", "200", "voicemail", []),
+    Scenario(
+        "Nobody available, no voicemail: the alert is escalated",
+        "demo_listen",
+        "300",
+        "nobody_available",
+        ["busy", "declined"],
+    ),
+    Scenario(
+        "Nobody available: the caller leaves a message",
+        "demo_message",
+        "400",
+        "voicemail",
+        ["busy", "declined"],
+    ),
+    Scenario(
+        "The caller hangs up while we are still ringing",
+        "demo_impatient",
+        "100",
+        "abandoned",
+    ),
+]
+
+
+def describe(kind: str, data: dict[str, Any]) -> str:
+    """One timeline entry as a person would say it."""
+    match kind:
+        case "call_started":
+            return f"call from {data.get('caller_id')} to {data.get('did')}"
+        case "support_hours":
+            where = "inside" if data.get("in_hours") else "outside"
+            return f"{where} support hours -> {data.get('action')}"
+        case "menu_input":
+            digit = data.get("digit")
+            return f"caller pressed {digit}" if digit else "caller pressed nothing"
+        case "route_chosen":
+            return f"route {data.get('digit')}: {data.get('route')} ({data.get('how')})"
+        case "plan":
+            people = ", ".join(r["user"] for r in data.get("responders", []))
+            return f"{data.get('mode')} call plan: {people or 'nobody on call'}"
+        case "leg_placed":
+            return f"ringing {data.get('user')} on {data.get('contact')}"
+        case "leg_answered":
+            return f"{data.get('user')} answered"
+        case "leg_ended":
+            cause = f", cause {data['cause']}" if data.get("cause") is not None else ""
+            return f"{data.get('user')}: {data.get('outcome')}{cause}"
+        case "alert_accepted" | "alert_resolved":
+            who = f" by {data['by']}" if data.get("by") else ""
+            return f"alert {kind.removeprefix('alert_')}{who}"
+        case "bridged":
+            return f"caller connected to {data.get('responder')}"
+        case "hangup":
+            return f"{data.get('by')} hung up"
+        case "voicemail_stored":
+            return f"voicemail stored ({data.get('bytes')} bytes)"
+        case "alert_escalated":
+            return f"alert escalated ({data.get('reason')})"
+        case "call_ended":
+            return f"call ended: {data.get('reason')}"
+        case _:
+            extra = ", ".join(f"{k}={v}" for k, v in data.items() if v is not None)
+            return f"{kind.replace('_', ' ')}{': ' + extra if extra else ''}"
+
+
+def check(scenario: Scenario, alert: dict[str, Any]) -> list[str]:
+    problems = []
+    if alert["ended_reason"] != scenario.ended:
+        problems.append(f"ended {alert['ended_reason']}, expected {scenario.ended}")
+    outcomes = [leg["outcome"] for leg in alert["calls"][0]["legs"]]
+    if scenario.outcomes is not None and outcomes != scenario.outcomes:
+        problems.append(f"legs {outcomes}, expected {scenario.outcomes}")
+    if scenario.accepted_by is not None and alert["accepted_by"] != scenario.accepted_by:
+        problems.append(f"accepted by {alert['accepted_by']}, expected {scenario.accepted_by}")
+    if scenario.ended == "voicemail" and not (alert["voicemail"] or {}).get("audio_bytes"):
+        problems.append("no voicemail audio stored")
+    return problems
+
+
+def print_call(n: int, scenario: Scenario, alert: dict[str, Any], heard: list[str]) -> None:
+    print(f"\n{n}. {scenario.title}  (times as the caller lives them)")
+    timeline = alert["calls"][0]["timeline"]
+    start: dt.datetime = timeline[0]["at"]
+    for entry in timeline:
+        offset = (entry["at"] - start).total_seconds() * TIME_SCALE
+        print(f"   +{offset:6.1f}s  {describe(entry['kind'], entry['data'])}")
+    print("   caller heard: " + " / ".join(f'"{text}"' for text in heard))
+
+
+def print_alerts(alerts: list[dict[str, Any]]) -> None:
+    print("\nAlerts in Postgres:")
+    print(f"   {'number':<7}{'route':<22}{'status':<10}{'accepted by':<16}{'ended':<18}esc  vm")
+    for alert in alerts:
+        vm = "yes" if alert["voicemail"] else "-"
+        print(
+            f"   {alert['number_did']:<7}{(alert['route'] or '-'):<22}{alert['status']:<10}"
+            f"{(alert['accepted_by'] or '-'):<16}{alert['ended_reason']:<18}"
+            f"{alert['escalation_count']:<5}{vm}"
+        )
+
+
+async def run_demo(work_dir: Path) -> int:
+    started = time.monotonic()
+    config = load_config(DEMO_CONFIG)
+    print("Starting a throwaway Postgres, the Asterisk simulator and the controller ...")
+    with ThrowawayPostgres() as postgres:
+        await migrate(postgres.dsn)
+        async with running_stack(config, postgres.dsn, work_dir, time_scale=TIME_SCALE) as stack:
+            for name, steps in CALLERS.items():
+                stack.sim.register_script(name, steps)
+            print(f"Placing {len(SCENARIOS)} calls at once (phones run {TIME_SCALE:g}x faster).")
+            channels = await place_all(stack)
+            await stack.wait_calls_done(50)
+            alerts = await stack.alerts()
+            leftovers = stack.leftovers()
+            heard = {channel: stack.heard(channel) for channel in channels}
+    by_channel = {a["calls"][0]["caller_channel_id"]: a for a in alerts}
+    failures = 0
+    for n, (scenario, channel) in enumerate(zip(SCENARIOS, channels, strict=True), 1):
+        alert = by_channel.get(channel)
+        if alert is None:
+            print(f"\n{n}. {scenario.title}\n   NO ALERT RECORDED")
+            failures += 1
+            continue
+        print_call(n, scenario, alert, heard[channel])
+        for problem in check(scenario, alert):
+            print(f"   UNEXPECTED: {problem}")
+            failures += 1
+    print_alerts([by_channel[c] for c in channels if c in by_channel])
+    if any(leftovers.values()):
+        print(f"\nLEFT OVER in Asterisk: {leftovers}")
+        failures += 1
+    seconds = time.monotonic() - started
+    verdict = "every call ended as expected" if not failures else f"{failures} problem(s)"
+    print(f"\nDemo finished in {seconds:.0f} s: {verdict}. Everything it started is stopped.")
+    return 0 if not failures else 1
+
+
+async def place_all(stack: Stack) -> list[str]:
+    channels = []
+    for scenario in SCENARIOS:
+        channels.append(await stack.place_call(scenario.script, scenario.did))
+        await asyncio.sleep(0.05)  # keeps the calls' timelines apart in the alert list
+    return channels
+
+
+def main() -> int:
+    configure_logging("warning", "console")
+    with tempfile.TemporaryDirectory(prefix="callrouting-demo-") as work:
+        return asyncio.run(run_demo(Path(work)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""`make demo` shows every path and says so; a call that ends wrongly makes it fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ari_controller import demo
+
+
+async def test_demo_runs_every_path(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert await demo.run_demo(tmp_path) == 0
+    out = capsys.readouterr().out
+    for scenario in demo.SCENARIOS:
+        assert scenario.title in out
+    assert "caller connected to ana-accepts" in out
+    assert "voicemail stored" in out
+    assert "every call ended as expected" in out
+    # the alerts as read back from Postgres
+    assert out.count("connected ") >= 3 and "abandoned" in out
+
+
+def test_an_unexpected_ending_is_reported() -> None:
+    scenario = demo.Scenario("t", "demo_listen", "300", "nobody_available", ["busy"])
+    alert = {
+        "ended_reason": "connected",
+        "accepted_by": "x",
+        "voicemail": None,
+        "calls": [{"legs": [{"outcome": "accepted"}]}],
+    }
+    problems = demo.check(scenario, alert)
+    assert any("expected nobody_available" in p for p in problems)
+    assert any("expected ['busy']" in p for p in problems)
