@@ -276,9 +276,17 @@ async def test_caller_hangs_up_during_the_hunt(stack: Stack) -> None:
     assert alert["ended_reason"] == "abandoned"
     assert legs(alert) == [("nick-noanswer", "Local/noanswer@responders", "abandoned")]
     assert "caller_hung_up" in kinds(alert)
+    assert alert["escalation_count"] == 1  # the team hears that a caller gave up on them
     leg = alert["calls"][0]["legs"][0]
     # The ringing leg was hung up as soon as the caller left, not at its ring timeout.
     assert (leg["ended_at"] - leg["placed_at"]).total_seconds() < 2.5
+
+
+async def test_caller_hangs_up_during_the_greeting(stack: Stack) -> None:
+    caller, alert = await one_call(stack, "hangup2", "100")
+    assert stack.heard(caller) == ["You have reached Acme Operations."]
+    assert alert["ended_reason"] == "abandoned" and alert["route"] is None
+    assert alert["escalation_count"] == 0 and legs(alert) == []
 
 
 async def test_no_input_repeats_then_default(stack: Stack) -> None:

@@ -73,7 +73,9 @@ async def handle_call(ctx: CallContext) -> None:
     except LegGone:
         ctx.caller_gone = True
         journal.note("caller_hung_up")
-        if ctx.journal.alert.accepted_by is None:
+        # Someone asked for a team and gave up waiting: that team must hear of it. A hang-up
+        # during the greeting (a misdial) is kept on record without paging anyone.
+        if journal.alert.route is not None and journal.alert.accepted_by is None:
             journal.escalate("caller_abandoned")
         journal.end("abandoned")
     except asyncio.CancelledError:
