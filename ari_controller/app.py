@@ -1,14 +1,29 @@
-"""The one place the daemon is built from its configuration, started, reloaded and stopped."""
+"""The one place the daemon is built from its configuration, started, reloaded and stopped.
+
+Signals (as systemd sends them):
+- SIGTERM / SIGINT: stop taking new calls (they are handed back to the dialplan's fallback),
+  let calls in flight finish for up to `drain_s`, hand the rest back (a connected
+  conversation is left talking in its bridge), write what is pending, exit 0.
+- SIGHUP: read the configuration file again. New calls use it; calls in progress keep the
+  one they started with. A bad file is rejected with its reasons logged and the old one stays.
+
+HTTP: /healthz (the process and its event loop answer), /readyz (ARI connected, database
+reachable, still owning the Stasis app, taking calls: else 503), /metrics (Prometheus).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
+import hashlib
+import json
 import random
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import structlog
@@ -35,6 +50,10 @@ log = structlog.get_logger(__name__)
 DEFAULT_DRAIN_S = 30.0
 # Checking the database for /readyz must answer quickly even when Postgres hangs.
 READY_DB_TIMEOUT_S = 2.0
+# Writing what is pending at shutdown; what is left after this stays in the spool file.
+FLUSH_AT_STOP_S = 10.0
+# Sections a reload cannot change under running connections: they need a restart.
+RESTART_ONLY_SECTIONS = ("asterisk", "database", "http", "prompts")
 
 
 def make_planner(config: Config, base_dir: Path) -> Planner:
@@ -71,6 +90,20 @@ async def build_setup(config: Config, base_dir: Path, library: PromptLibrary) ->
     return CallSetup(config, announcements, make_planner(config, base_dir))
 
 
+def config_digest(config: Config) -> str:
+    """A short fingerprint of the configuration in use, shown by /readyz and in logs."""
+    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def keep_restart_only(new: Config, running: Config) -> tuple[Config, list[str]]:
+    """The new configuration with the connection sections of the running one, and the names
+    of those sections that changed (they take effect at the next restart)."""
+    changed = [s for s in RESTART_ONLY_SECTIONS if getattr(new, s) != getattr(running, s)]
+    kept = new.model_copy(update={s: getattr(running, s) for s in RESTART_ONLY_SECTIONS})
+    return kept, changed
+
+
 @dataclass
 class Daemon:
     config: Config
@@ -85,11 +118,26 @@ class Daemon:
     def __post_init__(self) -> None:
         self.base_dir = self.config_path.parent if self.config_path else Path.cwd()
         self.stopped = asyncio.Event()
+        self.http_port: int | None = None
+        # Another controller took the Stasis app (ApplicationReplaced): see `_replaced`.
+        self.replaced = False
+        self.config_loaded_at = dt.datetime.now(dt.UTC)
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
-        self.http_port: int | None = None
+        self._reload_lock = asyncio.Lock()
+        self._reloads: set[asyncio.Task[bool]] = set()
+        self._stopping = False
+        self._closed = False
 
     async def start(self) -> None:
+        """Build and start everything; on failure, close what was started and raise."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._close(flush_s=1.0)
+            raise
+
+    async def _start(self) -> None:
         config = self.config
         self.library = make_library(config, self.base_dir, self.engine)
         setup = await build_setup(config, self.base_dir, self.library)
@@ -135,8 +183,15 @@ class Daemon:
         interval = systemd.watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
-        systemd.notify("READY=1")
-        log.info("daemon_started", app=asterisk.app, numbers=len(config.numbers))
+        systemd.notify("READY=1\nSTATUS=connecting to Asterisk")
+        log.info(
+            "daemon_started",
+            app=asterisk.app,
+            numbers=len(config.numbers),
+            http_port=self.http_port,
+            config=config_digest(config),
+            watchdog_s=interval,
+        )
 
     # ---- ARI connection ---------------------------------------------------------------------
 
@@ -144,14 +199,35 @@ class Daemon:
         self.metrics.ari_connected.set(1)
         if is_reconnect:
             self.metrics.ari_reconnects.inc()
+        systemd.notify("STATUS=handling calls")
         await self.controller.reconcile(is_reconnect)
 
     def _disconnected(self, why: str) -> None:
         self.metrics.ari_connected.set(0)
+        systemd.notify(f"STATUS=ARI disconnected: {why}")
         log.warning("ari_disconnected", why=why)
 
     def _replaced(self) -> None:
-        log.error("ari_application_replaced", hint="another controller took the app")
+        """Another controller opened the events websocket of our Stasis app, and Asterisk now
+        sends it our events (and new calls).
+
+        Fighting back would make the two take the app from each other forever, so this one
+        steps aside: it logs an error, stops reading events (the connection's default
+        policy), and reports not ready (/readyz 503) so an operator or orchestrator notices
+        two controllers for one app. Calls in progress are not touched: a connected
+        conversation goes on in its bridge, and the rest end by their own bounded waits. The
+        process stays up, so systemd does not restart it into the same fight; restart it
+        (or stop the other one) to take the app back.
+        """
+        self.replaced = True
+        self.metrics.ari_connected.set(0)
+        systemd.notify("STATUS=replaced by another controller for the same Stasis app")
+        log.error(
+            "ari_application_replaced",
+            app=self.config.asterisk.app,
+            calls_in_progress=len(self.controller.calls),
+            hint="another controller took the app; restart this one to take it back",
+        )
 
     # ---- HTTP: health, readiness, metrics, prompt audio ---------------------------------------
 
@@ -165,7 +241,7 @@ class Daemon:
                 *media_routes(self.library),
             ]
         )
-        self._runner = web.AppRunner(app, access_log=None)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
         await site.start()
@@ -174,30 +250,45 @@ class Daemon:
         self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http.port
 
     async def _healthz(self, _request: web.Request) -> web.Response:
+        # Answering at all shows the event loop is not wedged.
         return web.json_response({"status": "alive"})
 
-    async def ready(self) -> dict[str, bool]:
-        database = False
+    async def database_reachable(self) -> bool:
         try:
             conn = await asyncpg.connect(
                 self.config.database.resolved_dsn(), timeout=READY_DB_TIMEOUT_S
             )
             try:
                 await conn.fetchval("SELECT 1", timeout=READY_DB_TIMEOUT_S)
-                database = True
             finally:
                 await conn.close(timeout=READY_DB_TIMEOUT_S)
-        except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError):
-            database = False
-        return {"ari_connected": self.events.is_connected, "database": database}
+        except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
+            log.info("readiness_database_unreachable", error=str(exc) or type(exc).__name__)
+            return False
+        return True
+
+    async def ready(self) -> dict[str, bool]:
+        """Each readiness check by name; ready when all are true."""
+        return {
+            "ari_connected": self.events.is_connected,
+            "database": await self.database_reachable(),
+            "owns_app": not self.replaced,
+            "accepting_calls": self.controller.accepting,
+        }
 
     async def _readyz(self, _request: web.Request) -> web.Response:
         checks = await self.ready()
-        ok = all(checks.values()) and self.controller.accepting
-        return web.json_response(
-            {"ready": ok, **checks, "accepting_calls": self.controller.accepting},
-            status=200 if ok else 503,
-        )
+        ok = all(checks.values())
+        body: dict[str, Any] = {
+            "ready": ok,
+            **checks,
+            "calls_in_progress": len(self.controller.calls),
+            "config": {
+                "digest": config_digest(self.config),
+                "loaded_at": self.config_loaded_at.isoformat(),
+            },
+        }
+        return web.json_response(body, status=200 if ok else 503)
 
     async def _metrics(self, _request: web.Request) -> web.Response:
         self.metrics.db_pending.set(self.writer.pending)
@@ -211,45 +302,98 @@ class Daemon:
         """Load the configuration file again; calls in progress keep the one they started with.
 
         A bad new configuration is rejected with its reasons logged, and the old one stays.
+        The connection sections (asterisk, database, http, prompts) keep their running values:
+        a change there is logged and takes effect at the next restart.
         """
         if self.config_path is None:
+            log.warning("reload_ignored", reason="no configuration file")
             return False
-        try:
-            config = load_config(self.config_path)
-            setup = await build_setup(config, self.base_dir, self.library)
-        except ConfigError as exc:
-            log.error("reload_rejected", problems=[f"{p}: {m}" for p, m in exc.problems])
-            self.metrics.reloads.labels("rejected").inc()
-            ok = False
-        except Exception as exc:  # prompts or schedules that cannot be prepared
-            log.error("reload_rejected", error=str(exc))
-            self.metrics.reloads.labels("rejected").inc()
-            ok = False
-        else:
-            self.config = config
-            self.controller.setup = setup
-            self.metrics.reloads.labels("ok").inc()
-            log.info("reloaded", numbers=len(config.numbers))
-            ok = True
+        async with self._reload_lock:  # two SIGHUPs in a row: one reload after the other
+            ok = await self._reload(self.config_path)
         if self.on_reloaded:
             self.on_reloaded(ok)
         return ok
 
+    async def _reload(self, path: Path) -> bool:
+        try:
+            loaded = load_config(path)
+            config, needs_restart = keep_restart_only(loaded, self.config)
+            setup = await build_setup(config, self.base_dir, self.library)
+        except ConfigError as exc:
+            log.error(
+                "reload_rejected",
+                path=str(path),
+                problems=[f"{p}: {m}" for p, m in exc.problems],
+                kept=config_digest(self.config),
+            )
+            self.metrics.reloads.labels("rejected").inc()
+            return False
+        except Exception as exc:  # prompts or schedules that cannot be prepared
+            log.error(
+                "reload_rejected", path=str(path), error=str(exc), kept=config_digest(self.config)
+            )
+            self.metrics.reloads.labels("rejected").inc()
+            return False
+        if needs_restart:
+            log.warning("reload_needs_restart", sections=needs_restart)
+        self.config = config
+        self.config_loaded_at = dt.datetime.now(dt.UTC)
+        self.controller.setup = setup
+        self.metrics.reloads.labels("ok").inc()
+        log.info(
+            "reloaded",
+            numbers=len(config.numbers),
+            config=config_digest(config),
+            calls_in_progress=len(self.controller.calls),
+        )
+        return True
+
+    def request_reload(self) -> None:
+        """From the SIGHUP handler: reload in a task of its own (kept until it is done)."""
+        if self._stopping:
+            return
+        task = asyncio.get_running_loop().create_task(self.reload(), name="reload")
+        self._reloads.add(task)
+        task.add_done_callback(self._reloads.discard)
+
     async def stop(self) -> None:
         """Stop taking calls, let calls finish (or hand them back), flush writes, close."""
-        systemd.notify("STOPPING=1")
-        log.info("daemon_stopping", calls=len(self.controller.calls))
-        handed_back = await self.controller.drain(self.drain_s)
-        await self.events.stop()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        flushed = await self.writer.close(timeout=10.0)
-        await self.ari.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
+        if self._stopping:
+            await self.stopped.wait()
+            return
+        self._stopping = True
+        systemd.notify("STOPPING=1\nSTATUS=draining calls")
+        controller: Controller | None = getattr(self, "controller", None)
+        calls = len(controller.calls) if controller else 0
+        log.info("daemon_stopping", calls=calls, drain_s=self.drain_s)
+        handed_back = await controller.drain(self.drain_s) if controller else 0
+        flushed = await self._close(flush_s=FLUSH_AT_STOP_S)
         log.info("daemon_stopped", handed_back=handed_back, all_written=flushed)
         self.stopped.set()
+
+    async def _close(self, flush_s: float) -> bool:
+        """Close whatever was started, in reverse order; True when every record was written."""
+        if self._closed:
+            return True
+        self._closed = True
+        events: EventConnection | None = getattr(self, "events", None)
+        if events is not None:
+            await events.stop()
+        for task in [*self._tasks, *self._reloads]:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._reloads, return_exceptions=True)
+        self._tasks.clear()
+        flushed = True
+        writer: StoreWriter | None = getattr(self, "writer", None)
+        if writer is not None:
+            flushed = await writer.close(timeout=flush_s)
+        ari: AriClient | None = getattr(self, "ari", None)
+        if ari is not None:
+            await ari.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        return flushed
 
     async def _watchdog(self, interval: float) -> None:
         # Pings come from the event loop itself: a wedged loop stops them and systemd restarts us.
@@ -258,16 +402,25 @@ class Daemon:
             await asyncio.sleep(interval)
 
     async def run_until_signalled(self) -> None:
+        """Start, serve until SIGTERM or SIGINT (SIGHUP reloads), then stop cleanly."""
         loop = asyncio.get_running_loop()
         stop_requested = asyncio.Event()
+
+        def on_stop_signal(sig: signal.Signals) -> None:
+            if stop_requested.is_set():
+                log.info("stop_already_in_progress", signal=sig.name)
+                return
+            log.info("stop_requested", signal=sig.name)
+            stop_requested.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop_requested.set)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        await self.start()
+            loop.add_signal_handler(sig, on_stop_signal, sig)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
         try:
+            await self.start()
             await stop_requested.wait()
+            await self.stop()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 with contextlib.suppress(Exception):
                     loop.remove_signal_handler(sig)
-            await self.stop()

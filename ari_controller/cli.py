@@ -109,11 +109,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    """The daemon: exit 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot start."""
+    import structlog
+
     from ari_controller.app import Daemon
 
+    path = Path(args.config)
     config = _load(args.config)
-    daemon = Daemon(config, Path(args.config), drain_s=args.drain_seconds)
-    asyncio.run(daemon.run_until_signalled())
+    daemon = Daemon(config, path, drain_s=args.drain_seconds)
+    try:
+        asyncio.run(daemon.run_until_signalled())
+    except Exception as exc:
+        # systemd's Restart=on-failure retries; the reason is in the journal.
+        structlog.get_logger("ari_controller.cli").exception("daemon_failed", error=str(exc))
+        return EXIT_FAILED
     return EXIT_OK
 
 
@@ -146,7 +155,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="handle calls (the daemon)")
     run.add_argument("--config", required=True)
-    run.add_argument("--drain-seconds", type=float, default=30.0)
+    run.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=30.0,
+        help="after SIGTERM, how long calls in progress may finish before being handed back",
+    )
     run.set_defaults(func=cmd_run)
 
     check = sub.add_parser("check-config", help="validate a configuration file")

@@ -1,4 +1,8 @@
-"""systemd's notify protocol (READY, STOPPING, WATCHDOG pings): a datagram to $NOTIFY_SOCKET."""
+"""systemd's notify protocol (READY, STATUS, STOPPING, WATCHDOG): a datagram to $NOTIFY_SOCKET.
+
+Without systemd (no $NOTIFY_SOCKET) every call is a no-op, so the daemon runs the same from a
+terminal, a container or a unit with Type=notify.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,8 @@ import socket
 
 
 def notify(message: str) -> bool:
-    """Send one notification; False when not run by systemd (no socket) or it failed."""
+    """Send one notification ("READY=1", or several "KEY=value" lines); False when not run by
+    systemd or when it could not be sent (a lost notification is not the daemon's failure)."""
     address = os.environ.get("NOTIFY_SOCKET")
     if not address:
         return False
@@ -23,12 +28,14 @@ def notify(message: str) -> bool:
 
 
 def watchdog_interval() -> float | None:
-    """Half of systemd's WatchdogSec (pings must come more often than that), or None."""
+    """Seconds between WATCHDOG=1 pings (half of WatchdogSec), or None when systemd does not
+    watch this process."""
     usec = os.environ.get("WATCHDOG_USEC")
     pid = os.environ.get("WATCHDOG_PID")
     if not usec or (pid and pid != str(os.getpid())):
         return None
     try:
-        return int(usec) / 1_000_000 / 2
+        period = int(usec) / 1_000_000
     except ValueError:
         return None
+    return period / 2 if period > 0 else None
