@@ -23,10 +23,13 @@ Closer = Callable[[], Awaitable[object]]
 class Connection:
     """One events websocket, as the simulator sees it."""
 
-    def __init__(self, app: str, send: Sender, close: Closer) -> None:
+    def __init__(
+        self, app: str, send: Sender, close: Closer, drop: Callable[[], None] | None = None
+    ) -> None:
         self.app = app
         self._send = send
         self._close = close
+        self._drop = drop  # cuts the TCP connection at once, like a failed network
         self._queue: asyncio.Queue[JSON | None] = asyncio.Queue()
         self.closed = asyncio.Event()
         self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{app}")
@@ -67,10 +70,14 @@ class Connection:
 
     async def close_now(self) -> None:
         """Drop the websocket without sending what is queued (a network failure)."""
+        if self._drop is not None:
+            self._drop()  # no closing handshake: the peer just sees the connection go
         self._writer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._writer
         self.closed.set()
+        if self._drop is not None:
+            return
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._close(), SEND_TIMEOUT)
 

@@ -292,7 +292,10 @@ class AriRoutes:
             return _error(400, f"Application '{app}' not allowed")
         ws = web.WebSocketResponse(heartbeat=None)
         await ws.prepare(request)
-        connection = Connection(app, ws.send_str, ws.close)
+        transport = request.transport
+        connection = Connection(
+            app, ws.send_str, ws.close, drop=transport.abort if transport is not None else None
+        )
         hub = self.sim.hub
         old = hub.attach(connection)
         if old is not None:
