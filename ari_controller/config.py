@@ -42,6 +42,9 @@ class AsteriskSettings(_Secretive):
     url: str = "http://127.0.0.1:8088/ari"
     username: str = "callrouting"
     app: str = "callrouting"
+    # Where a call handed back by the controller (while it shuts down) goes: the dialplan
+    # context whose `s` extension reaches a person (asterisk/extensions.conf: `fallback`).
+    fallback_context: str = "fallback"
     request_timeout_s: float = Field(default=5.0, gt=0, le=60)
 
 

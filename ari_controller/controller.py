@@ -125,6 +125,7 @@ class Controller:
         ctx = CallContext(
             call_id=call_id,
             app=self.app,
+            fallback_context=setup.config.asterisk.fallback_context,
             ari=self.ari,
             router=self.router,
             number=number,
@@ -174,7 +175,12 @@ class Controller:
         """While shutting down, give a new call back to the dialplan's fallback."""
         log.info("call_handed_back", channel=channel_id)
         try:
-            await self.ari.continue_in_dialplan(channel_id)
+            await self.ari.continue_in_dialplan(
+                channel_id,
+                context=self.setup.config.asterisk.fallback_context,
+                extension="s",
+                priority=1,
+            )
         except AriError as exc:
             log.warning("hand_back_failed", channel=channel_id, error=str(exc))
 

@@ -348,11 +348,14 @@ async def test_sigterm_finishes_short_calls_hands_back_the_rest_and_exits_0(
     assert [leg["outcome"] for leg in alerts[waiting]["calls"][0]["legs"]] != ["accepted"]
     assert late not in alerts  # never handled as a call
 
-    # Handed back: the caller is still up, outside the app, in the dialplan.
+    # Handed back: the caller left the app for the dialplan's fallback, which speaks to them
+    # (asterisk/extensions.conf: a staffed phone or voicemail) instead of hanging up.
     for channel_id in (waiting, late):
-        channel = sim.asterisk.channels.get(channel_id)
-        assert channel is not None and channel.alive, channel_id
-        assert channel.stasis_app is None
+        channel = sim.asterisk.channels.get(channel_id) or sim.asterisk.gone_channels.get(
+            channel_id
+        )
+        assert channel is not None and channel.stasis_app is None, channel_id
+        assert channel.context == "fallback", (channel_id, channel.context)
     # Nothing the controller started is left: no leg still ringing, no bridge, no playback.
     assert sim.leftovers() == {"channels": [], "bridges": [], "playbacks": [], "recordings": []}
     stopped = await service.wait_log("daemon_stopped", timeout=1)

@@ -35,6 +35,7 @@ Planner = Callable[[str, dt.datetime, random.Random], CallPlan]
 class CallContext:
     call_id: str
     app: str
+    fallback_context: str
     ari: AriClient
     router: EventRouter
     number: Number

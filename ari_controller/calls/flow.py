@@ -172,7 +172,9 @@ async def _clean_up(ctx: CallContext) -> None:
                 await leg.hangup()
             if ctx.ending == "hand_back" and not ctx.caller.gone:
                 try:
-                    await ctx.ari.continue_in_dialplan(ctx.caller.id)
+                    await ctx.ari.continue_in_dialplan(
+                        ctx.caller.id, context=ctx.fallback_context, extension="s", priority=1
+                    )
                 except AriError as exc:
                     log.warning("hand_back_failed", error=str(exc))
                     await ctx.caller.hangup()
