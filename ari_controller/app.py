@@ -166,6 +166,7 @@ class Daemon:
             rng=self.rng,
             on_call_started=self.metrics.call_started,
             on_call_finished=self.metrics.call_finished,
+            on_unknown_number=self.metrics.unknown_number,
         )
         self.controller.attach()
         self.events = EventConnection(

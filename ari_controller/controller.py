@@ -64,6 +64,7 @@ class Controller:
     rng: random.Random = field(default_factory=random.Random)
     on_call_started: Callable[[CallContext], None] | None = None
     on_call_finished: Callable[[CallContext], None] | None = None
+    on_unknown_number: Callable[[str], None] | None = None
     calls: dict[str, Live] = field(default_factory=dict)
     accepting: bool = True
     _side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -151,6 +152,8 @@ class Controller:
 
     async def _unknown_number(self, caller: Leg, did: str, setup: CallSetup) -> None:
         log.warning("unknown_number", did=did)
+        if self.on_unknown_number:
+            self.on_unknown_number(did)
         try:
             async with asyncio.timeout(UNKNOWN_NUMBER_LIMIT_S):
                 await caller.answer()

@@ -78,6 +78,10 @@ class Metrics:
     def call_started(self, ctx: CallContext) -> None:
         self.calls_in_progress.inc()
 
+    def unknown_number(self, _did: str) -> None:
+        # Not labelled by DID: a scanner dialling random numbers must not grow the series.
+        self.calls.labels("unknown_number").inc()
+
     def call_finished(self, ctx: CallContext) -> None:
         self.calls_in_progress.dec()
         journal = ctx.journal

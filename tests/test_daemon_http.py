@@ -140,6 +140,12 @@ async def test_health_readiness_and_metrics_after_a_call(stack: Stack) -> None:
     assert found[("callrouting_ari_reconnects_total", ())] == 0
     assert caller in stack.sim.asterisk.gone_channels
 
+    # A call to a number we do not route is counted too (and makes no alert).
+    await stack.place_call("stay2", "999")
+    await stack.wait_calls_done(10)
+    _, text = await get(stack, "/metrics")
+    assert samples(text)[("callrouting_calls_total", (("outcome", "unknown_number"),))] == 1
+
 
 @pytest.mark.timeout(30)
 async def test_readyz_is_503_while_asterisk_is_away_and_200_again_after_reconnecting(
