@@ -23,6 +23,7 @@ from ari_controller.prompts.catalogue import (
     spoken_key,
 )
 from ari_controller.prompts.library import HOLD_MUSIC_MAX_SECONDS, PromptLibrary
+from ari_controller.speech.listening import speech_active
 
 # Sentences without parameters are the same for every number of a language.
 _PLAIN_KEYS = tuple(key for key in KEYS if not placeholders(CATALOGUE[REFERENCE_LANGUAGE][key]))
@@ -40,6 +41,7 @@ def greeting_and_menu(number: Number, routes: list[tuple[str, Route]]) -> list[s
         _routes_said(routes),
         number.language,
         only_greeting=number.only_greeting,
+        voice=speech_active(number),
     )
 
 
@@ -49,6 +51,7 @@ def responder_sentences(number: Number) -> list[str]:
     accept_key = None if settings.accept_keys == "any" else settings.accept_keys[0]
     hint = responder_hint(
         number.language,
+        voice=speech_active(number),
         accept_key=accept_key,
         decline_key=settings.decline_key,
     )

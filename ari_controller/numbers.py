@@ -109,6 +109,21 @@ class VoicemailSettings(BaseModel):
     max_silence_s: int = Field(default=5, ge=1, le=60)
 
 
+class SpeechSettings(BaseModel):
+    """Voice input next to digits: callers say a route, responders say "continue"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    engine: str = "pocketsphinx"
+    model_dir: str | None = None
+    min_confidence: float = Field(default=0.5, ge=0, le=1)
+    # Asterisk-side limits of one utterance's recording (whole seconds, as ARI takes them).
+    listen_s: int = Field(default=4, ge=1, le=30)
+    end_silence_s: int = Field(default=1, ge=1, le=10)
+    recognize_timeout_s: float = Field(default=3.0, gt=0, le=30)
+
+
 class OutsideHours(BaseModel):
     """What callers get outside support hours."""
 
@@ -143,6 +158,7 @@ class Number(BaseModel):
     hold_music: HoldMusic = Field(default_factory=HoldMusic)
     responders: ResponderSettings = Field(default_factory=ResponderSettings)
     voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
+    speech: SpeechSettings = Field(default_factory=SpeechSettings)
     support_hours: SupportHours | None = None
     outside_hours: OutsideHours = Field(default_factory=OutsideHours)
     resolution: Resolution = "accept_on_answer"

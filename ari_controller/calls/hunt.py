@@ -17,6 +17,8 @@ from ari_controller.calls.journal import LegRecord
 from ari_controller.calls.leg import Leg, LegGone
 from ari_controller.calls.outcomes import LegOutcome, unanswered_outcome
 from ari_controller.oncall.plan import CallPlan, Responder
+from ari_controller.speech.listening import key_or_word, recognizer_for
+from ari_controller.speech.vocabulary import ACCEPT, accept_vocabulary
 
 log = structlog.get_logger(__name__)
 
@@ -129,12 +131,31 @@ async def _wait_answered(leg: Leg, limit: float) -> bool:
 
 
 async def _ask_to_accept(ctx: CallContext, leg: Leg) -> LegOutcome:
-    """ "You have a caller on hold. Press any key to connect." Hanging up declines."""
+    """ "You have a caller on hold. Press any key (or say continue) to connect."
+
+    Hanging up declines."""
     settings = ctx.number.responders
     prompt = ctx.prompts.responder_prompt(ctx.number)
+    recognizer = recognizer_for(ctx.number)
+    vocabulary = accept_vocabulary(ctx.number.language)
     try:
         for _ in range(1 + settings.accept_prompt_repeats):
             digit = await leg.play(prompt)
+            if digit is None and recognizer is not None and vocabulary:
+                answer = await key_or_word(
+                    leg, settings.accept_window_s, vocabulary, ctx.number.speech, recognizer
+                )
+                if answer.decision is not None and answer.decision.meaning == ACCEPT:
+                    ctx.journal.note(
+                        "responder_speech",
+                        leg=leg.id,
+                        phrase=answer.decision.phrase,
+                        confidence=answer.decision.confidence,
+                    )
+                    return LegOutcome.ACCEPTED
+                digit = answer.digit
+                if digit is None:
+                    continue  # nothing that counts within the accept window
             if digit is None:
                 # no input within the accept window: maybe a voicemail box picked up
                 digit = await leg.wait_digit(settings.accept_window_s)

@@ -5,6 +5,11 @@ from __future__ import annotations
 from ari_controller.calls.context import CallContext
 from ari_controller.calls.menu import Chosen, GiveUp, Menu, Repeat
 from ari_controller.numbers import Route
+from ari_controller.speech.listening import key_or_word, recognizer_for
+from ari_controller.speech.vocabulary import route_vocabulary
+
+# What the menu is given for words that were heard but did not count: an invalid choice.
+UNRECOGNISED = "?"
 
 # `*` replays the menu; a caller holding `*` down must still reach an end.
 EXTRA_REPLAYS = 5
@@ -21,12 +26,35 @@ async def ask_for_route(ctx: CallContext, routes: list[tuple[str, Route]]) -> Ch
         await caller.play(greeting + options, stop_on_digit=False)
         return menu.only_route()
 
+    recognizer = recognizer_for(number)
+    vocabulary = route_vocabulary(routes, number.language)
+
     # A digit during any prompt stops it and counts.
     digit = await caller.play(greeting + options)
     failures = 0
     replays = 0
     while True:
-        if digit is None:
+        listened = False
+        if digit is None and recognizer is not None and vocabulary:
+            listened = True  # the listening window is the input timeout
+            # Voice next to digits: a key still wins, words count only when recognized.
+            answer = await key_or_word(
+                caller, number.menu.input_timeout_s, vocabulary, number.speech, recognizer
+            )
+            if answer.decision is not None and answer.decision.meaning is not None:
+                chosen = menu.route_for_digit(answer.decision.meaning)
+                ctx.journal.note(
+                    "menu_speech",
+                    phrase=answer.decision.phrase,
+                    confidence=answer.decision.confidence,
+                    attempt=failures + 1,
+                )
+                if chosen is not None:
+                    return Chosen(answer.decision.meaning, chosen, "voice")
+            digit = answer.digit
+            if digit is None and answer.said_something:
+                digit = UNRECOGNISED
+        if digit is None and not listened:
             # no input: the caller said nothing within the input timeout
             digit = await caller.wait_digit(number.menu.input_timeout_s)
         step = menu.step(failures, digit)

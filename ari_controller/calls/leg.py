@@ -52,6 +52,14 @@ class RecordingResult:
     ended_by_caller_hangup: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Heard:
+    """What one listen caught: a key (which always wins), or the utterance as a WAV file."""
+
+    digit: str | None
+    audio: bytes | None
+
+
 class Leg:
     """One channel the call controls, with its own ordered inbox of ARI events."""
 
@@ -295,3 +303,63 @@ class Leg:
                     hung_up = True  # the recording survives the hang-up: wait for its end
         finally:
             self._unwatch(name)
+
+    async def listen(self, name: str, *, max_duration_s: int, max_silence_s: int) -> Heard:
+        """Record one utterance (no beep); any key ends it and wins over the words.
+
+        The stored recording is fetched and deleted: nothing of it stays in Asterisk.
+        """
+        if self._digits:
+            return Heard(self._digits.popleft(), None)
+        self._raise_if_gone()
+        self._watch(name)
+        digit: str | None = None
+        finished = False
+        try:
+            await self.ari.record(
+                self.id,
+                name=name,
+                format="wav",
+                max_duration_s=max_duration_s,
+                max_silence_s=max_silence_s,
+                beep=False,
+                terminate_on="any",
+                if_exists="overwrite",
+            )
+            # Asterisk ends the recording itself; the margin covers its latency.
+            deadline = time.monotonic() + max_duration_s + 5
+            while not finished:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    await self.ari.stop_recording(name)
+                    break
+                try:
+                    event = await self.next_event(left)
+                except TimeoutError:
+                    continue
+                if event.type in ("RecordingFinished", "RecordingFailed") and (
+                    event.recording_name == name
+                ):
+                    finished = event.type == "RecordingFinished"
+                    break
+                if event.type == "ChannelDtmfReceived" and event.digit and digit is None:
+                    digit = event.digit  # terminateOn ends the recording: wait for its end
+            if digit is not None or self.gone or not finished:
+                return Heard(digit, None)
+            return Heard(None, await self.ari.get_stored_recording_file(name))
+        except NotFound:
+            self.gone = True
+            raise LegGone(self.id, self.cause) from None
+        finally:
+            self._unwatch(name)
+            await asyncio.shield(self._discard_recording(name, finished))
+            if digit is None:
+                self._raise_if_gone()
+
+    async def _discard_recording(self, name: str, finished: bool) -> None:
+        try:
+            if not finished:
+                await self.ari.stop_recording(name)
+            await self.ari.delete_stored_recording(name)
+        except AriError as exc:
+            log.info("discard_recording_failed", recording=name, error=str(exc))

@@ -1,0 +1,106 @@
+"""Waiting for a key or a word on one leg, until a deadline: what the call flow calls.
+
+Utterance by utterance: each is recorded on the channel (a key ends it and wins), fetched,
+decoded in a worker thread and judged against the threshold. Silence and rejected words
+keep listening until the deadline, so a key pressed late still counts as before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass
+
+import structlog
+
+from ari_controller.calls.leg import Leg
+from ari_controller.numbers import Number, SpeechSettings
+from ari_controller.prompts.audio import AudioFileError
+from ari_controller.speech.engines import (
+    RecognitionTimeout,
+    Recognizer,
+    SpeechUnavailable,
+    engine_languages,
+    get_recognizer,
+    recognize,
+)
+from ari_controller.speech.vocabulary import Decision, Vocabulary, decide
+
+log = structlog.get_logger(__name__)
+
+_utterances = itertools.count(1)
+
+
+def primary_language(language: str) -> str:
+    return language.replace("_", "-").lower().split("-", 1)[0]
+
+
+def speech_active(number: Number) -> bool:
+    """Voice input is on for this number and its engine has a model for its language."""
+    settings = number.speech
+    if not settings.enabled:
+        return False
+    return primary_language(number.language) in engine_languages(settings.engine)
+
+
+def recognizer_for(number: Number) -> Recognizer | None:
+    """The number's engine, or None (digits only) when voice is off or cannot work here."""
+    if not speech_active(number):
+        return None
+    try:
+        return get_recognizer(number.speech.engine, number.speech.model_dir)
+    except SpeechUnavailable as exc:
+        log.warning("speech_unavailable", number=number.name, error=str(exc))
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A key, a word that counts (`decision.meaning`), or neither by the deadline."""
+
+    digit: str | None
+    decision: Decision | None
+    said_something: bool  # words were heard but none counted
+
+
+async def key_or_word(
+    leg: Leg,
+    timeout: float,
+    vocabulary: Vocabulary,
+    settings: SpeechSettings,
+    recognizer: Recognizer,
+) -> Answer:
+    deadline = time.monotonic() + timeout
+    said_something = False
+    while True:
+        left = deadline - time.monotonic()
+        if left < 1.0:
+            # Too short for a recording (whole seconds): only a key can still come.
+            return Answer(await leg.wait_digit(max(0.0, left)), None, said_something)
+        heard = await leg.listen(
+            f"{leg.id}-said-{next(_utterances)}",
+            max_duration_s=max(1, min(settings.listen_s, int(left))),
+            max_silence_s=settings.end_silence_s,
+        )
+        if heard.digit is not None:
+            return Answer(heard.digit, None, said_something)
+        if heard.audio is None:
+            continue
+        try:
+            recognition = await recognize(
+                recognizer, heard.audio, vocabulary, settings.recognize_timeout_s
+            )
+        except (RecognitionTimeout, AudioFileError) as exc:
+            log.warning("speech_not_recognized", leg=leg.id, error=str(exc))
+            continue
+        decision = decide(recognition, vocabulary, settings.min_confidence)
+        if decision.meaning is not None:
+            return Answer(None, decision, said_something)
+        if recognition.speech:
+            said_something = True
+            log.info(
+                "speech_rejected",
+                leg=leg.id,
+                phrase=recognition.phrase,
+                confidence=recognition.confidence,
+            )
