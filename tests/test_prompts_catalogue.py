@@ -164,3 +164,14 @@ def test_sentences_for_number_cover_every_fixed_prompt() -> None:
     assert sentences["responder_intro"] == "Le habla Acme. Hay una llamada en espera."
     assert sentences["responder_accept_hint"] == render("responder_accept_hint_voice", "es")
     assert {"voicemail_prompt", "call_taken", "goodbye", "technical_problem"} <= set(sentences)
+
+
+def test_responder_is_told_the_one_key_that_accepts() -> None:
+    from ari_controller.prompts.catalogue import responder_hint
+
+    assert responder_hint("en") == "Press any key to connect."
+    assert responder_hint("en", accept_key="1") == "Press 1 to connect."
+    assert responder_hint("en", accept_key="#", voice=True) == (
+        "Press hash or say continue to connect."
+    )
+    assert responder_hint("de", accept_key="1") == "Drücken Sie 1, um verbunden zu werden."

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from ari_controller.ari.errors import AriError
+from ari_controller.ari.errors import AriError, NotFound
 from ari_controller.calls.context import CallContext
 from ari_controller.calls.journal import LegRecord
-from ari_controller.calls.leg import Leg, LegGone
+from ari_controller.calls.leg import RECONNECTED, Leg, LegGone
 from ari_controller.calls.outcomes import LegOutcome, unanswered_outcome
 from ari_controller.oncall.plan import CallPlan, Responder
 from ari_controller.speech.listening import key_or_word, recognizer_for
@@ -128,6 +128,19 @@ async def _wait_answered(leg: Leg, limit: float) -> bool:
             return True
         if event.type == "ChannelDestroyed" and event.channel_id == leg.id:
             return False
+        if event.type == RECONNECTED:
+            # The StasisStart of an answer may have been lost in the gap: ask Asterisk.
+            try:
+                channel = await leg.ari.get_channel(leg.id)
+            except NotFound:
+                leg.gone = True
+                return False
+            except AriError:
+                continue
+            if channel.state == "Up":
+                # Originated with `app=`, an answered leg is in the application.
+                leg.in_stasis = True
+                return True
 
 
 async def _ask_to_accept(ctx: CallContext, leg: Leg) -> LegOutcome:

@@ -57,6 +57,8 @@ _EN: dict[str, str] = {
     # The responder.
     "responder_intro": "This is {number_name}. You have a caller on hold.",
     "responder_accept_hint": "Press any key to connect.",
+    "responder_accept_key_hint": "Press {accept_key} to connect.",
+    "responder_accept_key_hint_voice": "Press {accept_key} or say continue to connect.",
     "responder_accept_hint_voice": "Press any key or say continue to connect.",
     "responder_accept_decline_hint": "Press {accept_key} to connect, or {decline_key} to decline.",
     "responder_accept_decline_hint_voice": (
@@ -92,6 +94,10 @@ _DE: dict[str, str] = {
     ),
     "responder_intro": "Hier ist {number_name}. Ein Anrufer wartet in der Leitung.",
     "responder_accept_hint": "Drücken Sie eine beliebige Taste, um verbunden zu werden.",
+    "responder_accept_key_hint": "Drücken Sie {accept_key}, um verbunden zu werden.",
+    "responder_accept_key_hint_voice": (
+        "Drücken Sie {accept_key} oder sagen Sie weiter, um verbunden zu werden."
+    ),
     "responder_accept_hint_voice": (
         "Drücken Sie eine beliebige Taste oder sagen Sie weiter, um verbunden zu werden."
     ),
@@ -131,6 +137,10 @@ _FR: dict[str, str] = {
     ),
     "responder_intro": "Ici {number_name}. Un appelant est en attente.",
     "responder_accept_hint": "Appuyez sur une touche pour prendre l'appel.",
+    "responder_accept_key_hint": "Appuyez sur {accept_key} pour prendre l'appel.",
+    "responder_accept_key_hint_voice": (
+        "Appuyez sur {accept_key} ou dites continuer pour prendre l'appel."
+    ),
     "responder_accept_hint_voice": (
         "Appuyez sur une touche ou dites continuer pour prendre l'appel."
     ),
@@ -170,6 +180,8 @@ _ES: dict[str, str] = {
     ),
     "responder_intro": "Le habla {number_name}. Hay una llamada en espera.",
     "responder_accept_hint": "Pulse cualquier tecla para conectar.",
+    "responder_accept_key_hint": "Pulse {accept_key} para conectar.",
+    "responder_accept_key_hint_voice": "Pulse {accept_key} o diga continuar para conectar.",
     "responder_accept_hint_voice": "Pulse cualquier tecla o diga continuar para conectar.",
     "responder_accept_decline_hint": (
         "Pulse {accept_key} para conectar, o {decline_key} para rechazar."
@@ -370,8 +382,12 @@ def responder_hint(
     decline_key: str | None = None,
 ) -> str:
     """What the responder is told to press (or say) after the intro."""
-    if decline_key is None:
+    if decline_key is None and accept_key is None:
         return render("responder_accept_hint_voice" if voice else "responder_accept_hint", language)
+    if decline_key is None:
+        # Only some keys accept: naming "any key" would make others think they accepted.
+        key = "responder_accept_key_hint_voice" if voice else "responder_accept_key_hint"
+        return render(key, language, accept_key=spoken_key(accept_key or "1", language))
     key = "responder_accept_decline_hint_voice" if voice else "responder_accept_decline_hint"
     return render(
         key,
