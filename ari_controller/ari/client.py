@@ -108,10 +108,14 @@ class AriClient:
         connector = aiohttp.TCPConnector(
             limit=self._max_connections, keepalive_timeout=_KEEPALIVE_S
         )
+        # Per request, the asyncio.timeout in _request bounds everything (connecting included):
+        # a second, session-wide total timer would cost a timer handle per request for nothing.
+        # ARI sets no cookies, so the cookie jar's work on every request and answer is skipped.
         self._session = aiohttp.ClientSession(
             connector=connector,
             headers={"Authorization": self._auth},
-            timeout=aiohttp.ClientTimeout(total=self.request_timeout),
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.request_timeout),
+            cookie_jar=aiohttp.DummyCookieJar(),
         )
 
     async def close(self) -> None:

@@ -35,35 +35,67 @@ _CLOSE_TIMEOUT_S: Final = 1.0
 
 
 class Mailbox:
-    """One call's ordered inbox: every event about the call's ids, in websocket order."""
+    """One call's ordered inbox: every event about the call's ids, in websocket order.
 
-    __slots__ = ("_deferred", "_ids", "_queue", "label")
+    A deque and the futures of whoever waits, rather than an asyncio.Queue: a call has several
+    mailboxes (one per leg) for its whole life, and a Queue with its three deques, its Event and
+    its bookkeeping costs a few KB each, most of a call's memory; its put and get are slower too.
+    """
+
+    __slots__ = ("_deferred", "_ids", "_items", "_waiters", "label")
 
     def __init__(self, label: str = "") -> None:
         self.label = label  # for logs: usually the call id
-        self._queue: asyncio.Queue[AriEvent] = asyncio.Queue()
-        # Events set aside by `wait_for`; older than anything in the queue, so served first.
-        self._deferred: deque[AriEvent] = deque()
+        self._items: deque[AriEvent] = deque()
+        # Events set aside by `wait_for`; older than anything in `_items`, so served first.
+        # Made on first use: most mailboxes never set anything aside.
+        self._deferred: deque[AriEvent] | None = None
+        self._waiters: list[asyncio.Future[None]] = []
         self._ids: set[str] = set()
 
     def put(self, event: AriEvent) -> None:
-        self._queue.put_nowait(event)
+        self._items.append(event)
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def _take(self) -> AriEvent:
+        """The next event of `_items`, waiting for one (unbounded: callers bound it)."""
+        while not self._items:
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except BaseException:
+                waiter.cancel()
+                # Woken and cancelled at once (a timeout): the event is still here, so the
+                # next waiter must have it.
+                if self._items and not waiter.cancelled():
+                    self._wake_one()
+                raise
+            finally:
+                self._waiters.remove(waiter)
+        return self._items.popleft()
 
     async def get(self, timeout: float) -> AriEvent:
         """The next event; asyncio.TimeoutError when none comes within `timeout` seconds."""
         if self._deferred:
             return self._deferred.popleft()
-        if not self._queue.empty():
-            return self._queue.get_nowait()
+        if self._items:
+            return self._items.popleft()
         async with asyncio.timeout(timeout):
-            return await self._queue.get()
+            return await self._take()
 
     def get_nowait(self) -> AriEvent | None:
         if self._deferred:
             return self._deferred.popleft()
-        if self._queue.empty():
+        if not self._items:
             return None
-        return self._queue.get_nowait()
+        return self._items.popleft()
 
     async def wait_for(
         self,
@@ -77,31 +109,35 @@ class Mailbox:
         """
         skipped: list[AriEvent] = []
         try:
-            for index, event in enumerate(self._deferred):
-                if matches(event):
-                    del self._deferred[index]
-                    return event
-            skipped.extend(self._deferred)
-            self._deferred.clear()
+            if self._deferred:
+                for index, event in enumerate(self._deferred):
+                    if matches(event):
+                        del self._deferred[index]
+                        return event
+                skipped.extend(self._deferred)
+                self._deferred.clear()
             async with asyncio.timeout(timeout):
                 while True:
-                    event = await self._queue.get()
+                    event = await self._take()
                     if matches(event):
                         return event
                     skipped.append(event)
         finally:
-            self._deferred.extendleft(reversed(skipped))
+            if skipped:
+                if self._deferred is None:
+                    self._deferred = deque()
+                self._deferred.extendleft(reversed(skipped))
 
     def pending(self) -> int:
         """How many events are waiting."""
-        return len(self._deferred) + self._queue.qsize()
+        return len(self._deferred or ()) + len(self._items)
 
     def drain(self) -> list[AriEvent]:
         """Take every waiting event at once (for a call that is ending)."""
-        events = list(self._deferred)
-        self._deferred.clear()
-        while not self._queue.empty():
-            events.append(self._queue.get_nowait())
+        events = list(self._deferred or ())
+        self._deferred = None
+        events.extend(self._items)
+        self._items.clear()
         return events
 
     def ids(self) -> set[str]:

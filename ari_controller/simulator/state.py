@@ -58,6 +58,10 @@ class Asterisk:
         self.playbacks: dict[str, Playback] = {}
         self.live_recordings: dict[str, LiveRecording] = {}
         self.history: list[CallRecord] = []
+        # channel id -> its record; `history` only grows, so `_record_index` catches up lazily
+        # (a scan of the whole history per hang-up made a long run quadratic).
+        self._records: dict[str, CallRecord] = {}
+        self._records_indexed = 0
         self.gone_channels: dict[str, Channel] = {}
         self._unique = 1
         self._local_serial = 0
@@ -160,16 +164,22 @@ class Asterisk:
             channel.talk_detect.cancel()
         self.channels.pop(channel.id, None)
         self.gone_channels[channel.id] = channel
-        for record in self.history:
-            if record.channel_id == channel.id and record.destroyed is None:
-                record.destroyed = self.clock.now()
-                record.cause = cause
+        record = self.record_of(channel)
+        if record is not None and record.destroyed is None:
+            record.destroyed = self.clock.now()
+            record.cause = cause
 
     def record_of(self, channel: Channel) -> CallRecord | None:
-        for record in self.history:
-            if record.channel_id == channel.id:
-                return record
-        return None
+        return self._record_index().get(channel.id)
+
+    def _record_index(self) -> dict[str, CallRecord]:
+        if len(self.history) < self._records_indexed:  # history was cut: start over
+            self._records.clear()
+            self._records_indexed = 0
+        for record in self.history[self._records_indexed :]:
+            self._records.setdefault(record.channel_id, record)  # the first record wins
+        self._records_indexed = len(self.history)
+        return self._records
 
     # --- Stasis --------------------------------------------------------------------------
 

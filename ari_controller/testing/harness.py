@@ -29,16 +29,23 @@ SIM_PASSWORD = "sim-secret"
 
 
 def configure_for(
-    config: Config, sim: Simulator, dsn: str, work_dir: Path, sounds_dir: Path
+    config: Config,
+    ari_url: str,
+    dsn: str,
+    work_dir: Path,
+    sounds_dir: Path,
+    *,
+    username: str = SIM_USER,
+    password: str = SIM_PASSWORD,
 ) -> Config:
-    """The configuration pointed at this simulator, this database and this work directory."""
+    """The configuration pointed at this ARI, this database and this work directory."""
     return config.model_copy(
         update={
             "asterisk": config.asterisk.model_copy(
                 update={
-                    "url": sim.ari_url,
-                    "username": SIM_USER,
-                    "password": SIM_PASSWORD,
+                    "url": ari_url,
+                    "username": username,
+                    "password": password,
                     "password_env": None,
                 }
             ),
@@ -147,7 +154,10 @@ async def running_stack(
     )
     await sim.start()
     daemon = Daemon(
-        configure_for(config, sim, dsn, work_dir, sounds_dir), None, engine=engine, drain_s=drain_s
+        configure_for(config, sim.ari_url, dsn, work_dir, sounds_dir),
+        None,
+        engine=engine,
+        drain_s=drain_s,
     )
     try:
         await daemon.start()
