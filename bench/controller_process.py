@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import time
 import tracemalloc
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 from instruments import Instruments, cpu_s, percentile, rss_kb
 from lines import read_command, say
 
-from ari_controller.app import Daemon
+from ari_controller.app import Daemon, tune_garbage_collector
 from ari_controller.config import Config, load_config
 from ari_controller.logging import configure_logging
 from ari_controller.testing.harness import configure_for
@@ -181,11 +180,8 @@ async def serve(args: argparse.Namespace) -> None:
     if args.without_store:
         # Diagnostic: what the calls cost without the database (records are dropped).
         daemon.controller.sink._submit = lambda record: None  # type: ignore[attr-defined]
-    if args.gc_tuned:
-        # Experiment for the daemon: what start-up built (modules, configuration, prompts)
-        # leaves the collector's view, and young collections come less often.
-        gc.freeze()
-        gc.set_threshold(10_000, 20, 20)
+    if not args.gc_default:
+        tune_garbage_collector()  # as `ari-controller run` does
     instruments.calls_in_progress = lambda: len(daemon.controller.calls)
     await daemon.events.wait_connected(10)
     instruments.start_ticker()
@@ -222,7 +218,9 @@ def main() -> None:
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--log-level", default="info")
     parser.add_argument("--memory-sites", type=int, default=0, help="trace allocations")
-    parser.add_argument("--gc-tuned", action="store_true", help="gc.freeze(), fewer collections")
+    parser.add_argument(
+        "--gc-default", action="store_true", help="Python's default GC, not the daemon's tuning"
+    )
     parser.add_argument("--without-store", action="store_true", help="drop call records")
     asyncio.run(serve(parser.parse_args()))
 

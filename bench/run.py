@@ -137,7 +137,7 @@ class Settings:
     warmup: int = VOICEMAIL_EVERY
     without_store: bool = False
     rate: float | None = None
-    gc_tuned: bool = False
+    gc_default: bool = False
     memory_sites: int = 0
     postgres_pids: dict[str, int] = field(default_factory=dict)
 
@@ -404,8 +404,8 @@ async def one_run(settings: Settings, count: int, profile: bool = False) -> dict
         ]  # fmt: skip
         if settings.without_store:
             argv.append("--without-store")
-        if settings.gc_tuned:
-            argv.append("--gc-tuned")
+        if settings.gc_default:
+            argv.append("--gc-default")
         if settings.memory_sites:
             argv += ["--memory-sites", str(settings.memory_sites)]
         controller = await Child.start("controller", argv, logs / "controller.log")
@@ -512,7 +512,7 @@ async def main_async(args: argparse.Namespace) -> int:
                 warmup=args.warmup,
                 without_store=args.without_store,
                 rate=args.rate,
-                gc_tuned=args.gc_tuned,
+                gc_default=args.gc_default,
                 memory_sites=args.memory_sites,
                 postgres_pids=postgres_pids,
             )
@@ -559,9 +559,9 @@ def main() -> None:
     )
     parser.add_argument("--keep-logs", action="store_true")
     parser.add_argument(
-        "--gc-tuned",
+        "--gc-default",
         action="store_true",
-        help="experiment: the controller freezes start-up objects and collects less often",
+        help="experiment: Python's default GC instead of the daemon's tuning",
     )
     parser.add_argument(
         "--memory-sites",
