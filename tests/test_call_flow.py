@@ -353,3 +353,13 @@ async def test_a_database_outage_neither_drops_the_call_nor_loses_the_alert(
         assert [o for _, _, o in legs(alert)] == ["busy", "declined", "accepted"]
         seqs = [e["seq"] for e in alert["calls"][0]["timeline"]]
         assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_failing_hangup_is_retried_so_no_channel_is_left(stack: Stack) -> None:
+    caller = await stack.place_call("hold_on", "300")
+    # Asterisk, overloaded, answers the first two hang-ups of the caller with 503.
+    stack.sim.fail_requests(f"/channels/{caller}$", 2, status=503)
+    await stack.wait_calls_done(20)
+    (alert,) = await stack.alerts()
+    assert alert["ended_reason"] == "nobody_available"
+    assert caller not in stack.sim.asterisk.channels  # hung up on the third try

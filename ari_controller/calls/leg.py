@@ -16,7 +16,14 @@ from dataclasses import dataclass
 import structlog
 
 from ari_controller.ari.client import AriClient
-from ari_controller.ari.errors import AriError, NotFound
+from ari_controller.ari.errors import (
+    AriError,
+    BadRequest,
+    Conflict,
+    NotFound,
+    PreconditionFailed,
+    UnprocessableEntity,
+)
 from ari_controller.ari.events import EventRouter, Mailbox
 from ari_controller.ari.models import AriEvent
 
@@ -33,6 +40,9 @@ _GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
 PLAYBACK_GUARD_S = 180.0
 
 _playback_numbers = itertools.count(1)
+
+HANGUP_ATTEMPTS = 3
+HANGUP_RETRY_S = 0.5
 
 
 class LegGone(Exception):
@@ -249,10 +259,19 @@ class Leg:
         """Hang up; a channel that is already gone counts as hung up."""
         if self.gone and not self.in_stasis:
             return
-        try:
-            await self.ari.hangup(self.id, reason)
-        except AriError as exc:
-            log.warning("hangup_failed", channel=self.id, error=str(exc))
+        for attempt in range(1, HANGUP_ATTEMPTS + 1):
+            try:
+                await self.ari.hangup(self.id, reason)  # False (404): already gone
+                break
+            except (BadRequest, Conflict, PreconditionFailed, UnprocessableEntity) as exc:
+                log.warning("hangup_refused", channel=self.id, error=str(exc))
+                break
+            except AriError as exc:
+                # A timeout or a 5xx from an overloaded Asterisk: a channel left up would sit
+                # in the application with nobody owning it, so try again before giving up.
+                log.warning("hangup_failed", channel=self.id, attempt=attempt, error=str(exc))
+                if attempt < HANGUP_ATTEMPTS:
+                    await asyncio.sleep(HANGUP_RETRY_S * attempt)
         self.gone = True
 
     async def record(
