@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -31,7 +32,13 @@ from ari_controller.store.records import (
     TimelineEvent,
     VoicemailStored,
 )
-from ari_controller.store.writer import SpoolInUseError, StoreWriter, apply_record
+from ari_controller.store.writer import (
+    SpoolInUseError,
+    StoreWriter,
+    apply_record,
+    group_statements,
+    statements,
+)
 from ari_controller.testing.postgres import PostgresNotFoundError, ThrowawayPostgres, free_port
 from tests.fixtures_postgres import run_async
 
@@ -229,6 +236,169 @@ async def test_a_refused_record_is_kept_aside_and_does_not_block_the_rest(
     kept = json.loads(line)
     assert kept["sqlstate"] == "23503"  # foreign key violation
     assert kept["record"]["call_id"] == str(orphan.call_id)
+
+
+def interleaved(*calls: list[Record]) -> list[Record]:
+    """Several calls going on at once: the i-th record of each, then the (i+1)-th, ..."""
+    out: list[Record] = []
+    for step in range(max(len(c) for c in calls)):
+        out += [c[step] for c in calls if step < len(c)]
+    return out
+
+
+def test_only_consecutive_runs_of_the_same_statement_are_grouped() -> None:
+    records = interleaved(*(call_records() for _ in range(3)))
+    runs = group_statements(records)
+    flat = [stmt for record in records for stmt in statements(record)]
+    # Nothing lost, nothing moved: the runs are the statements in submission order.
+    assert [(sql, args) for sql, rows in runs for args in rows] == flat
+    assert all(a[0] != b[0] for a, b in itertools.pairwise(runs))
+    # Three calls at the same step share a statement: about a third of the round trips.
+    assert len(runs) <= len(flat) // 2
+    # A record of several statements keeps them together and in order.
+    ended = next(r for r in records if isinstance(r, CallEnded))
+    (calls_update, alerts_update) = statements(ended)
+    assert calls_update[0].startswith("UPDATE calls") and calls_update[1][0] == ended.call_id
+    assert alerts_update[0].startswith("UPDATE alerts") and alerts_update[1][0] == ended.alert_id
+
+
+class RoundTrips:
+    """Counts the statements the writer sends with arguments (one round trip each)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.execute = 0
+        self.executemany = 0
+        self.rows = 0
+        execute, executemany = asyncpg.Connection.execute, asyncpg.Connection.executemany
+
+        async def counted_execute(conn: Any, query: str, *args: Any, **kwargs: Any) -> Any:
+            if args:  # not BEGIN/COMMIT/ROLLBACK
+                self.execute += 1
+                self.rows += 1
+            return await execute(conn, query, *args, **kwargs)
+
+        async def counted_executemany(conn: Any, query: str, args: Any, **kwargs: Any) -> Any:
+            self.executemany += 1
+            self.rows += len(args)
+            return await executemany(conn, query, args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.Connection, "execute", counted_execute)
+        monkeypatch.setattr(asyncpg.Connection, "executemany", counted_executemany)
+
+    @property
+    def total(self) -> int:
+        return self.execute + self.executemany
+
+
+async def test_a_burst_of_mixed_records_goes_in_fewer_round_trips(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = [call_records(), call_records(voicemail=True), call_records(), call_records()]
+    records = interleaved(*calls)
+    n_statements = sum(len(statements(r)) for r in records)
+    trips = RoundTrips(monkeypatch)
+    writes: list[bool] = []
+    writer = StoreWriter(
+        database,
+        tmp_path,
+        batch_max=500,
+        on_write=lambda latency, ok: writes.append(ok),
+        **FAST_RETRY,  # type: ignore[arg-type]
+    )
+    for record in records:
+        writer.submit(record)
+    await writer.start()
+    assert await writer.close(10)
+    assert (writer.written, writer.rejected, writer.pending) == (len(records), 0, 0)
+    assert writes == [True], "one transaction for the burst"
+    assert trips.rows == n_statements, "every statement sent once"
+    assert trips.executemany > 0
+    assert trips.total == len(group_statements(records)) <= len(records) // 2
+
+    # The same rows as when each record is applied on its own.
+    conn = await asyncpg.connect(database)
+    try:
+        alerts = [await get_alert(conn, alert_id_of(c), include_audio=True) for c in calls]
+        counts = {
+            table: await conn.fetchval(f"SELECT count(*) FROM {table}")
+            for table in ("alerts", "calls", "call_legs", "call_events", "voicemails")
+        }
+    finally:
+        await conn.close()
+    assert counts == {
+        "alerts": 4,
+        "calls": 4,
+        "call_legs": 8,
+        "call_events": 7 * 3 + 8,
+        "voicemails": 1,
+    }
+    assert [a["status"] if a else None for a in alerts] == ["resolved", "open"] + ["resolved"] * 2
+    assert [a["ended_reason"] if a else None for a in alerts] == [
+        "connected",
+        "voicemail",
+        "connected",
+        "connected",
+    ]
+    for alert, call in zip(alerts, calls, strict=True):
+        assert alert is not None
+        (row,) = alert["calls"]
+        expected_events = [r.seq for r in call if isinstance(r, TimelineEvent)]
+        assert [e["seq"] for e in row["timeline"]] == expected_events
+        assert [leg["outcome"] for leg in row["legs"]] == [
+            r.outcome for r in call if isinstance(r, LegEnded)
+        ]
+    assert alerts[1] is not None and alerts[1]["voicemail"]["audio"] == b"RIFF\x00\xff"
+    assert alerts[1]["voicemail_id"] == alerts[1]["voicemail"]["id"]
+    for call in calls:
+        order = await _application_order(database, alert_id_of(call))
+        assert order == [r.seq for r in call if isinstance(r, TimelineEvent)]
+
+
+async def test_a_refused_record_inside_a_grouped_run_is_isolated(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = [call_records(), call_records(), call_records()]
+    records = interleaved(*calls)
+    # Two bad timeline events in the middle of a run of good ones: one the server refuses
+    # (no such call: foreign key), one the driver cannot encode (seq beyond integer).
+    orphan = TimelineEvent(uuid.uuid4(), 1, T0, "note")
+    assert isinstance(calls[0][1], CallStarted)
+    too_big = TimelineEvent(calls[0][1].call_id, 2**40, T0, "note")
+    at = next(i for i, r in enumerate(records) if isinstance(r, TimelineEvent)) + 1
+    records[at:at] = [orphan, too_big]
+    (bad_run,) = [
+        rows
+        for _, rows in group_statements(records)
+        if (orphan.call_id, 1) in {args[:2] for args in rows}
+    ]
+    assert len(bad_run) == 2 + len(calls), "the bad ones share a run with good events"
+
+    trips = RoundTrips(monkeypatch)
+    writes: list[bool] = []
+    writer = StoreWriter(
+        database,
+        tmp_path,
+        batch_max=500,
+        on_write=lambda latency, ok: writes.append(ok),
+        **FAST_RETRY,  # type: ignore[arg-type]
+    )
+    for record in records:
+        writer.submit(record)
+    await writer.start()
+    assert await writer.close(10)
+    assert (writer.written, writer.rejected, writer.pending) == (len(records) - 2, 2, 0)
+    assert writer.failures == 0, "a refused batch is not an outage"
+    assert trips.executemany >= 1
+    assert writes and all(writes)
+    kept = [json.loads(line) for line in writer.rejected_path.read_text().splitlines()]
+    assert [k["record"]["seq"] for k in kept] == [1, 2**40]
+    assert kept[0]["sqlstate"] == "23503"
+    assert "DataError" in kept[1]["error"]
+    for call in calls:
+        order = await _application_order(database, alert_id_of(call))
+        assert order == [r.seq for r in call if isinstance(r, TimelineEvent)]
+    alert = await get_alert_from(database, alert_id_of(calls[2]))
+    assert alert["status"] == "resolved"
 
 
 async def test_spooled_records_are_written_after_a_restart(database: str, tmp_path: Path) -> None:
