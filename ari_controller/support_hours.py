@@ -10,22 +10,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ari_controller.oncall.models import WEEKDAYS, WeeklyWindow, clock_minutes
+from ari_controller.oncall.models import WeeklyWindow, clock_minutes
+from ari_controller.oncall.schedules import WeeklyTimes
 
 
 def _minutes(local: dt.datetime) -> int:
     return local.hour * 60 + local.minute
-
-
-def in_window(window: WeeklyWindow, local: dt.datetime) -> bool:
-    """Whether a local moment is inside a weekly window; an end before the start runs past
-    midnight, so that part belongs to the day the window started."""
-    start, end, now = clock_minutes(window.start), clock_minutes(window.end), _minutes(local)
-    today = WEEKDAYS[local.weekday()]
-    yesterday = WEEKDAYS[(local.weekday() - 1) % 7]
-    if start < end:
-        return today in window.days and start <= now < end
-    return (today in window.days and now >= start) or (yesterday in window.days and now < end)
 
 
 class DateException(BaseModel):
@@ -83,4 +73,4 @@ def is_open(hours: SupportHours | None, at: dt.datetime) -> bool:
             return exception.contains(local)
     if local.date() in hours.holidays:
         return False
-    return any(in_window(window, local) for window in hours.windows)
+    return any(WeeklyTimes.of(window).contains(local) for window in hours.windows)

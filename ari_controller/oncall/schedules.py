@@ -39,13 +39,15 @@ def _localize(value: dt.datetime, zone: ZoneInfo) -> dt.datetime:
 
 
 @dataclass(frozen=True, slots=True)
-class _Window:
+class WeeklyTimes:
+    """A weekly window compiled for quick membership tests (schedules and support hours)."""
+
     days: frozenset[int]  # weekday numbers (Monday 0) on which the window opens
     start: int  # minutes after midnight
     end: int  # minutes after midnight, 1440 = midnight; <= start: runs into the next day
 
     @classmethod
-    def of(cls, window: WeeklyWindow) -> _Window:
+    def of(cls, window: WeeklyWindow) -> WeeklyTimes:
         days = frozenset(WEEKDAYS.index(d) for d in window.days)
         return cls(days, clock_minutes(window.start), clock_minutes(window.end))
 
@@ -96,7 +98,7 @@ class _Rotation:
             self.step_days, self.hours = 7, 0
         else:
             self.step_days, self.hours = 0, layer.shift_length
-        self.windows = tuple(_Window.of(w) for w in layer.restrictions)
+        self.windows = tuple(WeeklyTimes.of(w) for w in layer.restrictions)
 
     def handoff(self, shift: int) -> dt.datetime:
         """The instant shift number `shift` begins (0 is the anchor)."""
