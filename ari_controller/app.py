@@ -40,7 +40,7 @@ from ari_controller.calls.journal import Clock, utc_now
 from ari_controller.config import Config, ConfigError, load_config
 from ari_controller.controller import CallSetup, Controller
 from ari_controller.metrics import Metrics
-from ari_controller.oncall.plan import Directory, plan
+from ari_controller.oncall.plan import CallPlan, Directory, plan
 from ari_controller.prompts.library import PromptLibrary, media_routes
 from ari_controller.prompts.tts import SpeechEngine, engine_from_config
 from ari_controller.store.writer import StoreWriter
@@ -57,12 +57,13 @@ FLUSH_AT_STOP_S = 10.0
 RESTART_ONLY_SECTIONS = ("asterisk", "database", "http", "prompts")
 
 
-def make_planner(config: Config, base_dir: Path) -> Planner:
+def make_planner(config: Config) -> Planner:
+    """Schedules compiled once per configuration; each call plans for its own moment."""
     directory = Directory.build(config.users, config.schedules)
     policies = {p.id: p for p in config.escalation_policies}
 
-    def planner(policy_id: str, at: object, rng: random.Random):  # type: ignore[no-untyped-def]
-        return plan(policies[policy_id], at, rng, directory)  # type: ignore[arg-type]
+    def planner(policy_id: str, at: dt.datetime, rng: random.Random) -> CallPlan:
+        return plan(policies[policy_id], at, rng, directory)
 
     return planner
 
@@ -88,7 +89,7 @@ def make_library(
 async def build_setup(config: Config, base_dir: Path, library: PromptLibrary) -> CallSetup:
     """Everything a new call needs; raises when the configuration cannot be used."""
     announcements = await prepare_announcements(library, config.numbers, base_dir)
-    return CallSetup(config, announcements, make_planner(config, base_dir))
+    return CallSetup(config, announcements, make_planner(config))
 
 
 def config_digest(config: Config) -> str:
