@@ -14,7 +14,6 @@ from ari_controller.prompts.catalogue import (
     placeholders,
     render,
     responder_hint,
-    sentences_for_number,
     spoken_key,
 )
 
@@ -158,12 +157,29 @@ def test_responder_hint_depends_on_decline_key_and_voice() -> None:
     )
 
 
-def test_sentences_for_number_cover_every_fixed_prompt() -> None:
-    sentences = sentences_for_number("Acme", "es", voice=True)
-    assert sentences["greeting_intro"] == "Ha llamado a Acme."
-    assert sentences["responder_intro"] == "Le habla Acme. Hay una llamada en espera."
-    assert sentences["responder_accept_hint"] == render("responder_accept_hint_voice", "es")
-    assert {"voicemail_prompt", "call_taken", "goodbye", "technical_problem"} <= set(sentences)
+def test_every_sentence_a_number_can_say_is_prepared() -> None:
+    """What announcements renders at start-up covers every sentence the call flow asks for."""
+    from ari_controller.announcements import sentences_of
+    from ari_controller.numbers import Number
+
+    number = Number.model_validate(
+        {
+            "did": "1",
+            "name": "Acme",
+            "language": "es",
+            "routes": [{"label": "base", "policy": "p"}, {"label": "red", "policy": "q"}],
+            "outside_hours": {"action": "message", "message": "Cerrado."},
+        }
+    )
+    prepared = set(sentences_of(number))
+    plain = {render(key, "es") for key in KEYS if not placeholders(CATALOGUE["en"][key])}
+    assert plain <= prepared
+    assert {
+        "Ha llamado a Acme.",
+        "Le habla Acme. Hay una llamada en espera.",
+        render("responder_accept_hint", "es"),
+        "Cerrado.",
+    } <= prepared
 
 
 def test_responder_is_told_the_one_key_that_accepts() -> None:

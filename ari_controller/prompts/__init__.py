@@ -16,7 +16,6 @@ from ari_controller.prompts.catalogue import (
     menu_sentences,
     render,
     responder_hint,
-    sentences_for_number,
     spoken_key,
 )
 from ari_controller.prompts.library import (
@@ -63,6 +62,5 @@ __all__ = [
     "render",
     "replay_hold_music",
     "responder_hint",
-    "sentences_for_number",
     "spoken_key",
 ]

@@ -23,7 +23,6 @@ __all__ = [
     "placeholders",
     "render",
     "responder_hint",
-    "sentences_for_number",
     "spoken_key",
 ]
 
@@ -333,44 +332,6 @@ def menu_options(
         for digit, label in routes
     ]
     sentences.append(render("menu_repeat_hint", language))
-    return sentences
-
-
-def sentences_for_number(
-    number_name: str,
-    language: str,
-    *,
-    voice: bool = False,
-    accept_key: str | None = None,
-    decline_key: str | None = None,
-) -> dict[str, str]:
-    """Every fixed sentence a call on this number may play, by key (the menu aside).
-
-    Prepare these at start-up so no call waits for synthesis. The responder hint is the
-    accept/decline form when a decline key is configured, otherwise "press any key".
-    """
-    caller_keys = (
-        "menu_repeat_hint",
-        "invalid_choice",
-        "no_choice",
-        "please_hold",
-        "connecting",
-        "outside_hours",
-        "no_one_available",
-        "voicemail_prompt",
-        "voicemail_saved",
-        "goodbye",
-        "unknown_number",
-        "technical_problem",
-        "call_taken",
-        "connecting_responder",
-    )
-    sentences = {key: render(key, language) for key in caller_keys}
-    sentences["greeting_intro"] = render("greeting_intro", language, number_name=number_name)
-    sentences["responder_intro"] = render("responder_intro", language, number_name=number_name)
-    sentences["responder_accept_hint"] = responder_hint(
-        language, voice=voice, accept_key=accept_key, decline_key=decline_key
-    )
     return sentences
 
 
