@@ -55,6 +55,13 @@ class LegGone(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class _RecordingEnd:
+    event: AriEvent | None  # RecordingFinished / RecordingFailed; None: we had to stop it
+    digit: str | None  # the first key pressed while recording
+    hung_up: bool
+
+
+@dataclass(frozen=True, slots=True)
 class RecordingResult:
     name: str
     state: str  # "done", "failed", "canceled"
@@ -296,30 +303,17 @@ class Leg:
                 terminate_on=terminate_on,
                 if_exists="overwrite",
             )
-            hung_up = False
             # Asterisk ends the recording itself at max duration; the margin covers its latency.
-            deadline = time.monotonic() + max_duration_s + 15
-            while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    await self.ari.stop_recording(name)
-                    return RecordingResult(name, "canceled", None, hung_up)
-                try:
-                    event = await self.next_event(left)
-                except TimeoutError:
-                    continue
-                if event.type in ("RecordingFinished", "RecordingFailed") and (
-                    event.recording_name == name
-                ):
-                    duration = event.raw.get("recording", {}).get("duration")
-                    return RecordingResult(
-                        name,
-                        event.recording_state or "done",
-                        float(duration) if duration is not None else None,
-                        hung_up or self.gone,
-                    )
-                if event.channel_id == self.id and event.type in _GONE:
-                    hung_up = True  # the recording survives the hang-up: wait for its end
+            end = await self._recording_end(name, max_duration_s + 15)
+            if end.event is None:
+                return RecordingResult(name, "canceled", None, end.hung_up)
+            duration = end.event.raw.get("recording", {}).get("duration")
+            return RecordingResult(
+                name,
+                end.event.recording_state or "done",
+                float(duration) if duration is not None else None,
+                end.hung_up or self.gone,
+            )
         finally:
             self._unwatch(name)
 
@@ -346,23 +340,9 @@ class Leg:
                 if_exists="overwrite",
             )
             # Asterisk ends the recording itself; the margin covers its latency.
-            deadline = time.monotonic() + max_duration_s + 5
-            while not finished:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    await self.ari.stop_recording(name)
-                    break
-                try:
-                    event = await self.next_event(left)
-                except TimeoutError:
-                    continue
-                if event.type in ("RecordingFinished", "RecordingFailed") and (
-                    event.recording_name == name
-                ):
-                    finished = event.type == "RecordingFinished"
-                    break
-                if event.type == "ChannelDtmfReceived" and event.digit and digit is None:
-                    digit = event.digit  # terminateOn ends the recording: wait for its end
+            end = await self._recording_end(name, max_duration_s + 5)
+            finished = end.event is not None and end.event.type == "RecordingFinished"
+            digit = end.digit  # terminateOn ended the recording: the key wins over the words
             if digit is not None or self.gone or not finished:
                 return Heard(digit, None)
             return Heard(None, await self.ari.get_stored_recording_file(name))
@@ -374,6 +354,30 @@ class Leg:
             await asyncio.shield(self._discard_recording(name, finished))
             if digit is None:
                 self._raise_if_gone()
+
+    async def _recording_end(self, name: str, limit: float) -> _RecordingEnd:
+        """Wait for the recording's RecordingFinished/Failed, noting the first key pressed and
+        a hang-up (the recording survives it); past `limit` seconds, stop it ourselves."""
+        deadline = time.monotonic() + limit
+        digit: str | None = None
+        hung_up = False
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                await self.ari.stop_recording(name)
+                return _RecordingEnd(None, digit, hung_up)
+            try:
+                event = await self.next_event(left)
+            except TimeoutError:
+                continue
+            if event.type in ("RecordingFinished", "RecordingFailed") and (
+                event.recording_name == name
+            ):
+                return _RecordingEnd(event, digit, hung_up)
+            if event.type == "ChannelDtmfReceived" and event.digit and digit is None:
+                digit = event.digit
+            if event.channel_id == self.id and event.type in _GONE:
+                hung_up = True
 
     async def _discard_recording(self, name: str, finished: bool) -> None:
         try:
