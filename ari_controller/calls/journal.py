@@ -81,13 +81,6 @@ class StoreSink(Protocol):
     def call_ended(self, alert: AlertSummary, at: dt.datetime) -> None: ...
 
 
-class NullSink:
-    """For tools that run a call without a database (explain-style dry runs)."""
-
-    def __getattr__(self, name: str) -> Callable[..., None]:
-        return lambda *args, **kwargs: None
-
-
 @dataclass
 class CallJournal:
     alert: AlertSummary

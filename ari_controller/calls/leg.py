@@ -115,9 +115,6 @@ class Leg:
         self._note(event)
         return event
 
-    def put_back_digit(self, digit: str) -> None:
-        self._digits.appendleft(digit)
-
     def _watch(self, *ids: str) -> None:
         self._extra_ids.update(ids)
         self.router.register(self.mailbox, *ids)
