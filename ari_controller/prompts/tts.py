@@ -13,6 +13,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import threading
 import wave
 from dataclasses import dataclass
@@ -234,6 +235,10 @@ def _check_voice_settings(rate: int, variant: str | None) -> None:
 
 def _find_executable(executable: str | Path, hint: str) -> str:
     found = shutil.which(str(executable))
+    if found is None and not Path(executable).parent.parts:
+        # pip installs a tool's command beside the interpreter (the venv's bin), which is on
+        # no PATH when the daemon runs as a service: look there too.
+        found = shutil.which(str(executable), path=str(Path(sys.executable).parent))
     if found is None:
         raise EngineConfigError(f"{executable!s} not found: {hint}")
     return found
@@ -279,17 +284,33 @@ class PiperEngine:
     """A `piper` executable with a voice file the user provides (`voice.onnx` + `.onnx.json`).
 
     The voice file decides the language: one engine per language, configured per number.
-    The sample rate comes from the voice's JSON config.
+    The sample rate comes from the voice's JSON config. `length_scale` slows speech down
+    (1.0 is the voice's own pace); `noise_scale` and `noise_w_scale` are piper's variation in
+    tone and timing: its defaults make every rendering a little different, 0 makes them
+    identical (the prompt cache and the tests want the same audio for the same text).
     """
 
     model: Path
     executable: str = "piper"
     speaker: int | None = None
+    length_scale: float | None = None
+    noise_scale: float | None = None
+    noise_w_scale: float | None = None
 
     def __post_init__(self) -> None:
         if self.speaker is not None and not isinstance(self.speaker, int):
             raise EngineConfigError(f"piper speaker must be a number, not {self.speaker!r}")
-        _find_executable(self.executable, "install piper and give its path")
+        for name, low, high in (
+            ("length_scale", 0.25, 4.0),
+            ("noise_scale", 0.0, 2.0),
+            ("noise_w_scale", 0.0, 2.0),
+        ):
+            value = getattr(self, name)
+            if value is not None and (
+                not isinstance(value, int | float) or not low <= value <= high
+            ):
+                raise EngineConfigError(f"piper {name} must be {low} to {high}, not {value!r}")
+        _find_executable(self.executable, "install piper (pip install piper-tts) or give its path")
         if not self.model.is_file():
             raise EngineConfigError(f"piper voice file {self.model} does not exist")
         config = self._config_path()
@@ -315,15 +336,28 @@ class PiperEngine:
     def name(self) -> str:
         return "piper"
 
+    def _options(self) -> list[str]:
+        options = []
+        if self.speaker is not None:
+            options += ["--speaker", str(self.speaker)]
+        for flag, value in (
+            ("--length-scale", self.length_scale),
+            ("--noise-scale", self.noise_scale),
+            ("--noise-w-scale", self.noise_w_scale),
+        ):
+            if value is not None:
+                options += [flag, str(value)]
+        return options
+
     @property
     def voice(self) -> str:
         stat = self.model.stat()
-        return f"{self.model.name};size={stat.st_size};mtime={stat.st_mtime_ns};{self.speaker}"
+        options = " ".join(self._options())
+        return f"{self.model.name};size={stat.st_size};mtime={stat.st_mtime_ns};{options}"
 
     def synthesize(self, text: str, language: str) -> tuple[bytes, int]:
-        command = [self.executable, "--model", str(self.model), "--output_raw"]
-        if self.speaker is not None:
-            command += ["--speaker", str(self.speaker)]
+        executable = _find_executable(self.executable, "install piper or give its path")
+        command = [executable, "--model", str(self.model), "--output_raw", *self._options()]
         pcm = _run(command, text.encode("utf-8") + b"\n", "piper")
         if not pcm:
             raise SpeechError(f"piper produced no audio for {text!r}")
@@ -334,12 +368,20 @@ def engine_from_config(kind: str = "espeak-ng", **options: Any) -> SpeechEngine:
     """Build an engine by name; raises EngineConfigError at configuration time, not on a call.
 
     kinds: "espeak-ng" (default, the wheel; options rate, pitch, variant),
-    "espeak-ng-command" (executable, rate, variant), "piper" (model, executable, speaker).
+    "espeak-ng-command" (executable, rate, variant), "piper" (model, executable, speaker,
+    length_scale, noise_scale, noise_w_scale).
     """
     for name in ("rate", "pitch", "speaker"):
         value = options.get(name)
         if isinstance(value, str) and value.strip().lstrip("-").isdigit():
             options[name] = int(value)  # from YAML or the command line as text
+    for name in ("length_scale", "noise_scale", "noise_w_scale"):
+        value = options.get(name)
+        if isinstance(value, str):
+            try:
+                options[name] = float(value)
+            except ValueError:
+                raise EngineConfigError(f"piper {name} must be a number, not {value!r}") from None
     try:
         if kind == "espeak-ng":
             engine: SpeechEngine = EspeakNgEngine(**options)
