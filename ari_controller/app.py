@@ -43,6 +43,7 @@ from ari_controller.metrics import Metrics
 from ari_controller.oncall.plan import CallPlan, Directory, plan
 from ari_controller.prompts.library import PromptLibrary, media_routes
 from ari_controller.prompts.tts import SpeechEngine, engine_from_config
+from ari_controller.speech.listening import load_speech_models
 from ari_controller.store.writer import StoreWriter
 
 log = structlog.get_logger(__name__)
@@ -89,6 +90,7 @@ def make_library(
 async def build_setup(config: Config, base_dir: Path, library: PromptLibrary) -> CallSetup:
     """Everything a new call needs; raises when the configuration cannot be used."""
     announcements = await prepare_announcements(library, config.numbers, base_dir)
+    await load_speech_models(config.numbers)
     return CallSetup(config, announcements, make_planner(config))
 
 

@@ -39,11 +39,19 @@ CONFIG: dict[str, Any] = {
                 {"label": "database", "policy": "db"},
                 {"label": "network", "policy": "net"},
             ],
-            "menu": {"max_attempts": 1, "input_timeout_s": 2.5, "default": {"action": "goodbye"}},
-            "responders": {"ring_timeout_s": 3, "accept_window_s": 2.5, "accept_prompt_repeats": 0},
+            # Windows in real seconds while the simulator runs 8x faster: room for decoding
+            # (~0.3 s a word, several times that on a loaded machine) in every window.
+            "menu": {"max_attempts": 1, "input_timeout_s": 5, "default": {"action": "goodbye"}},
+            "responders": {"ring_timeout_s": 3, "accept_window_s": 5, "accept_prompt_repeats": 0},
             "voicemail": {"enabled": False},
             # The default threshold (0.5).
-            "speech": {"enabled": True, "listen_s": 4, "end_silence_s": 2},
+            "speech": {
+                "enabled": True,
+                "listen_s": 4,
+                "end_silence_s": 2,
+                # A word said in time counts even when the machine is slow to decode it.
+                "recognize_timeout_s": 15,
+            },
         }
     ],
 }
@@ -72,10 +80,10 @@ def words(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 async def stack(database: str, tmp_path: Path, words: dict[str, Path]) -> AsyncIterator[Stack]:
     config: Config = parse_config(CONFIG, "speech-test")
     async with running_stack(config, database, tmp_path, time_scale=TIME_SCALE) as running:
-        running.sim.register_script("say_database", _saying(words["database"], 12, 8))
-        running.sim.register_script("say_network", _saying(words["network"], 12, 8))
-        running.sim.register_script("say_banana", _saying(words["banana"], 12, 8))
-        running.sim.register_script("say_continue", _saying(words["continue"], 12, 30))
+        running.sim.register_script("say_database", _saying(words["database"], 20, 8))
+        running.sim.register_script("say_network", _saying(words["network"], 20, 8))
+        running.sim.register_script("say_banana", _saying(words["banana"], 20, 8))
+        running.sim.register_script("say_continue", _saying(words["continue"], 20, 30))
         running.sim.register_script("caller_silent", [{"answer": {}}, {"wait": 80}, {"hangup": {}}])
         running.sim.register_script(
             "press_1", [{"answer": {}}, {"wait": 2}, {"dtmf": "1"}, {"wait": 30}, {"hangup": {}}]

@@ -5,12 +5,13 @@ timeout, never on the event loop. An engine is chosen by name (`numbers[].speech
 `register_engine` adds another (e.g. one whose model is installed on this machine).
 
 PocketSphinx (the `pocketsphinx` wheel, which carries the US-English model) decodes the
-utterance with a grammar of the vocabulary's phrases: the best phrase or nothing. A grammar
-always forces a choice, so the confidence is the lower of two comparisons of that choice:
-with a free phone loop over the same frames (a word really said fits its phones about as well
-as the best phone sequence does), and with a grammar of common English words (a caller who
-said something else fits one of those better). Each is a log-likelihood ratio per frame,
-mapped to [0, 1] by a logistic calibrated on synthesized voices (docs/speech.md).
+utterance once with a grammar of the vocabulary's phrases and other words: ~350 common English
+words and the dictionary's words that sound like the phrases ("contain" for "continue"). If
+one of the other words fits best, the caller said something else: nothing is chosen. If a
+phrase fits best, its confidence is how well it fits its own phones compared with a free phone
+loop over the same frames (a word really said fits about as well as the best phone sequence
+does): a log-likelihood ratio per frame, mapped to [0, 1] by a logistic calibrated on
+synthesized voices (docs/speech.md).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import array
 import asyncio
 import hashlib
 import math
+import re
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -67,6 +69,10 @@ class Recognizer(Protocol):
         """Blocking."""
         ...
 
+    def warm_up(self) -> None:
+        """Load the model now (blocking), so that the first caller who speaks does not wait."""
+        ...
+
 
 # --- speech presence (cheap, before any engine runs) ------------------------------------------
 
@@ -75,19 +81,38 @@ _FRAME_SECONDS = 0.02
 _VOICE_LEVEL = 256
 # Less voice than this is a click or a breath, not a word.
 _MIN_VOICE_SECONDS = 0.12
+# Silence kept either side of the words: enough for the model's silence at the edges.
+_MARGIN_SECONDS = 0.5
+
+
+def _voiced_frames(pcm: Pcm) -> list[int]:
+    samples = array.array("h")
+    samples.frombytes(pcm.samples)
+    size = max(1, int(pcm.sample_rate * _FRAME_SECONDS))
+    voiced = []
+    for index, start in enumerate(range(0, len(samples), size)):
+        frame = samples[start : start + size]
+        if frame and sum(abs(s) for s in frame) / len(frame) >= _VOICE_LEVEL:
+            voiced.append(index)
+    return voiced
 
 
 def has_speech(pcm: Pcm) -> bool:
     """Is there enough voiced audio to be worth decoding?"""
-    samples = array.array("h")
-    samples.frombytes(pcm.samples)
+    return len(_voiced_frames(pcm)) * _FRAME_SECONDS >= _MIN_VOICE_SECONDS
+
+
+def around_speech(pcm: Pcm, margin_s: float = _MARGIN_SECONDS) -> Pcm:
+    """The voiced part and a little silence either side: the rest of a recording (the silence
+    that ended it, up to `end_silence_s`) costs decoding time and tells nothing."""
+    voiced = _voiced_frames(pcm)
+    if not voiced:
+        return pcm
     size = max(1, int(pcm.sample_rate * _FRAME_SECONDS))
-    voiced = 0
-    for start in range(0, len(samples), size):
-        frame = samples[start : start + size]
-        if frame and sum(abs(s) for s in frame) / len(frame) >= _VOICE_LEVEL:
-            voiced += 1
-    return voiced * _FRAME_SECONDS >= _MIN_VOICE_SECONDS
+    margin = int(pcm.sample_rate * margin_s)
+    start = max(0, voiced[0] * size - margin)
+    end = min(len(pcm.samples) // 2, (voiced[-1] + 1) * size + margin)
+    return Pcm(pcm.samples[2 * start : 2 * end], pcm.sample_rate)
 
 
 # --- PocketSphinx ------------------------------------------------------------------------------
@@ -96,15 +121,20 @@ _DECODE_RATE = 16000  # the bundled acoustic model's rate; phone audio (8 kHz) i
 _FILLERS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"})
 # Below e^-745 a double is 0: a very long word's density underflows; count it as a bad fit.
 _LOG_FLOOR = -745.0
-# Calibration of the per-frame log-likelihood ratios into [0, 1] (measured on espeak-ng
-# voices at 8 kHz, see docs/speech.md). Against the phone loop, said words sit around
-# -2.5..-4, forced unrelated words around -4.5..-6.5; against common words, said words sit
-# above 0 and unrelated ones mostly below.
+# Calibration of the per-frame log-likelihood ratio against the phone loop into [0, 1]
+# (measured at 8 kHz, see docs/speech.md): words really said sit around -1.5..-2.5 for a
+# natural voice and -2.5..-4 for espeak's formant voices, other words that the search still
+# took for a phrase around -4..-7.
 _PHONE_MIDPOINT = -4.0
 _PHONE_SLOPE = 2.0
-_OTHER_MIDPOINT = 0.0
-_OTHER_SLOPE = 3.0
 _MAX_DECODERS = 2
+# Sound-alikes: dictionary words within this share of a phrase's phones (edit distance), but
+# not within two phones: closer ones are the phrase itself to a caller ("payment",
+# "peyman" for "payments"), and this model cannot tell them apart.
+_ALIKE_SHARE = 0.4
+_ALIKE_MIN_DISTANCE = 3
+_ALIKES_PER_PHRASE = 40
+_PLAIN_WORD = re.compile(r"[a-z]+")
 
 
 def _ln(density: float) -> float:
@@ -158,7 +188,8 @@ class PocketSphinxEngine:
         self._free: list[_Decoder] = []
         self._lock = threading.Lock()
         self._available = threading.Semaphore(_MAX_DECODERS)
-        self._words: set[str] | None = None
+        self._pronunciations: dict[str, list[str]] | None = None
+        self._alikes: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     @property
     def name(self) -> str:
@@ -197,19 +228,77 @@ class PocketSphinxEngine:
         self._available.release()
 
     def warm_up(self) -> None:
-        """Load the model now rather than during the first call."""
+        """Load the model and the dictionary now, not during the first call."""
         self._give_back(self._borrow())
+        self.pronunciations()
 
-    def dictionary_words(self) -> set[str]:
-        if self._words is None:
-            words = set()
+    def pronunciations(self) -> dict[str, list[str]]:
+        """Each dictionary word's pronunciations, a phone per character (for edit distances)."""
+        if self._pronunciations is None:
+            phones: dict[str, str] = {}
+            found: dict[str, list[str]] = {}
             with self._dictionary.open(encoding="utf-8", errors="replace") as lines:
                 for line in lines:
-                    head = line.split(" ", 1)[0]
-                    if head:
-                        words.add(_word(head))
-            self._words = words
-        return self._words
+                    head, *said = line.split() or [""]
+                    if head and said:
+                        spelled = "".join(
+                            phones.setdefault(p, chr(0x100 + len(phones))) for p in said
+                        )
+                        found.setdefault(_word(head), []).append(spelled)
+            self._pronunciations = found
+        return self._pronunciations
+
+    def dictionary_words(self) -> set[str]:
+        return set(self.pronunciations())
+
+    def sound_alikes(self, phrases: Iterable[str]) -> tuple[str, ...]:
+        """Dictionary words a caller could mean instead of one of the phrases."""
+        from rapidfuzz import process
+        from rapidfuzz.distance import Levenshtein
+
+        key = tuple(sorted(set(phrases)))
+        with self._lock:
+            if key in self._alikes:
+                return self._alikes[key]
+        known = self.pronunciations()
+        words = [word for word in known if _PLAIN_WORD.fullmatch(word)]
+        choices = [known[word][0] for word in words]
+        said = {word for phrase in key for word in phrase.split()}
+        alikes: dict[str, None] = {}
+        for phrase in key:
+            if not all(word in known for word in phrase.split()):
+                continue
+            spelled = "".join(known[word][0] for word in phrase.split())
+            limit = max(_ALIKE_MIN_DISTANCE, round(_ALIKE_SHARE * len(spelled)))
+            close = process.extract(
+                spelled, choices, scorer=Levenshtein.distance, score_cutoff=limit, limit=None
+            )
+            # Closest first; among equals, words that start and last like the phrase.
+            close.sort(
+                key=lambda match: (
+                    match[1],
+                    match[0][:1] != spelled[:1],
+                    abs(len(match[0]) - len(spelled)),
+                    words[match[2]],
+                )
+            )
+            taken = 0
+            for _, distance, index in close:
+                word = words[index]
+                # Too close to tell apart, the phrase itself, or the phrase with an ending
+                # ("continued"): to a caller, all of them mean the phrase.
+                if distance < _ALIKE_MIN_DISTANCE or word in said:
+                    continue
+                if any(spoken.startswith(spelled) for spoken in known[word]):
+                    continue
+                alikes[word] = None
+                taken += 1
+                if taken == _ALIKES_PER_PHRASE:
+                    break
+        result = tuple(alikes)
+        with self._lock:
+            self._alikes[key] = result
+        return result
 
     def unknown_words(self, vocabulary: Vocabulary) -> set[str]:
         return vocabulary.words() - self.dictionary_words()
@@ -225,22 +314,29 @@ class PocketSphinxEngine:
         if not phrases:
             return Recognition(None, 0.0, True, "no phrase the engine knows")
         said_words = {w for p in phrases for w in p.split()}
-        others = [w for w in ENGLISH if w not in said_words]
-        audio = resample(pcm, _DECODE_RATE).samples
+        known = self.pronunciations()
+        others = [
+            w
+            for w in dict.fromkeys((*ENGLISH, *self.sound_alikes(phrases)))
+            if w not in said_words and w in known
+        ]
+        audio = resample(around_speech(pcm), _DECODE_RATE).samples
         held = self._borrow()
         try:
+            # One search over the phrases and the other words: whichever fits best was said.
+            segments = self._decode_with(held, _grammar([*phrases, *others]), audio)
+            heard = " ".join(_word(s.word) for s in segments if s.word not in _FILLERS)
+            if heard not in phrases:
+                return Recognition(None, 0.0, True, f"heard {heard or 'nothing'!r}")
+            # How well it fits: aligned again among the phrases alone, as the wide search
+            # prunes paths early and leaves a rougher alignment.
             segments = self._decode_with(held, _grammar(phrases), audio)
             words = [s for s in segments if s.word not in _FILLERS]
-            if not words:
-                return Recognition(None, 0.0, True, "no phrase fits")
-            phrase = " ".join(_word(s.word) for s in words)
-            said_all = sum(_ln(s.ascore) for s in segments)
-            said_words_score = sum(_ln(s.ascore) for s in words)
+            if " ".join(_word(s.word) for s in words) != heard:
+                return Recognition(None, 0.0, True, f"heard {heard!r}, then not again")
             first, last = words[0].start_frame, words[-1].end_frame
             held.decoder.activate_search("phones")
             phones = self._decode(held.decoder, audio)
-            other_segments = self._decode_with(held, _grammar(others), audio)
-            frames = max(1, held.decoder.n_frames())
         finally:
             self._give_back(held)
         free_score = 0.0
@@ -248,20 +344,13 @@ class PocketSphinxEngine:
             overlap = min(last, s.end_frame) - max(first, s.start_frame) + 1
             if overlap > 0:
                 free_score += _ln(s.ascore) * overlap / (s.end_frame - s.start_frame + 1)
-        phone_llr = (said_words_score - free_score) / (last - first + 1)
-        # No common word fits at all: nothing to compare with, the phone loop decides alone.
-        other_llr = (
-            (said_all - sum(_ln(s.ascore) for s in other_segments)) / frames
-            if other_segments
-            else 10.0
+        said_score = sum(_ln(s.ascore) for s in words)
+        phone_llr = (said_score - free_score) / (last - first + 1)
+        confidence = _logistic(phone_llr, _PHONE_MIDPOINT, _PHONE_SLOPE)
+        detail = f"phones {phone_llr:+.2f}/frame"
+        return Recognition(
+            heard, round(confidence, 3), True, detail, (("phones", round(phone_llr, 3)),)
         )
-        confidence = min(
-            _logistic(phone_llr, _PHONE_MIDPOINT, _PHONE_SLOPE),
-            _logistic(other_llr, _OTHER_MIDPOINT, _OTHER_SLOPE),
-        )
-        detail = f"phones {phone_llr:+.2f}/frame, words {other_llr:+.2f}/frame"
-        measures = (("phones", round(phone_llr, 3)), ("words", round(other_llr, 3)))
-        return Recognition(phrase, round(confidence, 3), True, detail, measures)
 
     def _decode_with(self, held: _Decoder, grammar: str, audio: bytes) -> list[Any]:
         key = "g" + hashlib.sha1(grammar.encode()).hexdigest()[:16]

@@ -7,8 +7,10 @@ keep listening until the deadline, so a key pressed late still counts as before.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import structlog
@@ -52,6 +54,22 @@ def recognizer_for(number: Number) -> Recognizer | None:
     except SpeechUnavailable as exc:
         log.warning("speech_unavailable", number=number.name, error=str(exc))
         return None
+
+
+async def load_speech_models(numbers: Iterable[Number]) -> None:
+    """Load every engine a number listens with, in a worker thread, before calls arrive."""
+    loaded: set[int] = set()
+    for number in numbers:
+        recognizer = recognizer_for(number)
+        if recognizer is not None and id(recognizer) not in loaded:
+            loaded.add(id(recognizer))
+            started = time.monotonic()
+            await asyncio.to_thread(recognizer.warm_up)
+            log.info(
+                "speech_model_loaded",
+                engine=recognizer.name,
+                seconds=round(time.monotonic() - started, 2),
+            )
 
 
 @dataclass(frozen=True, slots=True)
