@@ -421,7 +421,11 @@ class Daemon:
 
         def on_stop_signal(sig: signal.Signals) -> None:
             if stop_requested.is_set():
-                log.info("stop_already_in_progress", signal=sig.name)
+                # Asked again: the operator will not wait for the drain; hand calls back now.
+                log.info("stop_hurried", signal=sig.name)
+                controller: Controller | None = getattr(self, "controller", None)
+                if controller is not None:
+                    controller.hurry()
                 return
             log.info("stop_requested", signal=sig.name)
             stop_requested.set()

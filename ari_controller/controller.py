@@ -68,6 +68,7 @@ class Controller:
     calls: dict[str, Live] = field(default_factory=dict)
     accepting: bool = True
     _side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _hurry: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def app(self) -> str:
@@ -243,13 +244,25 @@ class Controller:
 
     # ---- shutting down ----------------------------------------------------------------------
 
+    def hurry(self) -> None:
+        """Stop waiting for calls to finish (an operator asked twice): hand them back now."""
+        self._hurry.set()
+
     async def drain(self, timeout: float) -> int:
         """Stop taking calls; let calls in progress finish for up to `timeout` seconds, then hand
         the rest back to the dialplan. Returns how many had to be handed back."""
         self.accepting = False
         tasks = [live.task for live in self.calls.values()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=timeout)
+        if tasks and not self._hurry.is_set():
+            calls_over = asyncio.ensure_future(asyncio.wait(tasks))
+            hurried = asyncio.ensure_future(self._hurry.wait())
+            # Calls end on their own, or the wait is cut short by `timeout` or by `hurry()`.
+            await asyncio.wait(
+                {calls_over, hurried}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in (calls_over, hurried):
+                waiter.cancel()
+            await asyncio.gather(calls_over, hurried, return_exceptions=True)
         handed_back = 0
         for live in list(self.calls.values()):
             if live.task.done() or live.ctx is None:

@@ -363,6 +363,34 @@ async def test_sigterm_finishes_short_calls_hands_back_the_rest_and_exits_0(
 
 
 @pytest.mark.timeout(40)
+async def test_a_second_sigterm_stops_waiting_and_hands_calls_back_at_once(
+    sim: Simulator, database: str, notify: NotifySocket, tmp_path: Path
+) -> None:
+    config_path = tmp_path / "config.yaml"
+    write_config(config_path, service_config(sim, database, tmp_path, "Acme Operations"))
+    # A drain long enough that only the second signal can end it within the test.
+    service = DaemonProcess(config_path, notify, drain_s=300.0)
+    try:
+        await service.start()
+        # The caller would wait two real minutes; the responder's phone rings for 120 s.
+        sim.register_script("patient", [{"answer": {}}, {"wait": 1200}, {"hangup": {}}])
+        waiting = await place_call(sim, "patient", "100")
+        await wait_until(lambda: len(sim.channels_of_script("noanswer")) == 1, 5, "the hunt")
+        service.signal(signal.SIGTERM)
+        await service.wait_log("daemon_stopping", timeout=5)
+        service.signal(signal.SIGTERM)
+        await service.wait_log("stop_hurried", timeout=5)
+        assert await service.wait_exit(timeout=15) == 0
+    finally:
+        await service.kill()
+    alerts = await alerts_by_channel(database)
+    assert alerts[waiting]["ended_reason"] == "handed_back"
+    channel = sim.asterisk.channels.get(waiting) or sim.asterisk.gone_channels.get(waiting)
+    assert channel is not None and channel.context == "fallback"
+    assert sim.leftovers() == {"channels": [], "bridges": [], "playbacks": [], "recordings": []}
+
+
+@pytest.mark.timeout(40)
 async def test_sighup_reloads_for_new_calls_keeps_old_for_calls_in_progress_rejects_bad_files(
     service: DaemonProcess, sim: Simulator, database: str, tmp_path: Path
 ) -> None:
