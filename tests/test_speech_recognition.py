@@ -134,6 +134,7 @@ def test_the_silence_around_the_words_is_trimmed_before_decoding() -> None:
     words = resample(Pcm(samples, rate), 8000)
     long = phone_line(samples, rate, lead_s=2.0)  # and a second of silence after
     trimmed = around_speech(long)
+    assert trimmed is not None
     assert trimmed.duration < words.duration + 1.0 + 0.05
     assert trimmed.duration > words.duration
 

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import wave
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -296,6 +296,7 @@ class PiperEngine:
     length_scale: float | None = None
     noise_scale: float | None = None
     noise_w_scale: float | None = None
+    _command: str = field(init=False, repr=False, compare=False, default="")
 
     def __post_init__(self) -> None:
         if self.speaker is not None and not isinstance(self.speaker, int):
@@ -310,7 +311,10 @@ class PiperEngine:
                 not isinstance(value, int | float) or not low <= value <= high
             ):
                 raise EngineConfigError(f"piper {name} must be {low} to {high}, not {value!r}")
-        _find_executable(self.executable, "install piper (pip install piper-tts) or give its path")
+        command = _find_executable(
+            self.executable, "install piper (pip install piper-tts) or its path"
+        )
+        object.__setattr__(self, "_command", command)  # frozen: resolved once, here
         if not self.model.is_file():
             raise EngineConfigError(f"piper voice file {self.model} does not exist")
         config = self._config_path()
@@ -356,8 +360,7 @@ class PiperEngine:
         return f"{self.model.name};size={stat.st_size};mtime={stat.st_mtime_ns};{options}"
 
     def synthesize(self, text: str, language: str) -> tuple[bytes, int]:
-        executable = _find_executable(self.executable, "install piper or give its path")
-        command = [executable, "--model", str(self.model), "--output_raw", *self._options()]
+        command = [self._command, "--model", str(self.model), "--output_raw", *self._options()]
         pcm = _run(command, text.encode("utf-8") + b"\n", "piper")
         if not pcm:
             raise SpeechError(f"piper produced no audio for {text!r}")

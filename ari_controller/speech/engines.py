@@ -97,22 +97,23 @@ def _voiced_frames(pcm: Pcm) -> list[int]:
     return voiced
 
 
-def has_speech(pcm: Pcm) -> bool:
-    """Is there enough voiced audio to be worth decoding?"""
-    return len(_voiced_frames(pcm)) * _FRAME_SECONDS >= _MIN_VOICE_SECONDS
-
-
-def around_speech(pcm: Pcm, margin_s: float = _MARGIN_SECONDS) -> Pcm:
-    """The voiced part and a little silence either side: the rest of a recording (the silence
-    that ended it, up to `end_silence_s`) costs decoding time and tells nothing."""
+def around_speech(pcm: Pcm, margin_s: float = _MARGIN_SECONDS) -> Pcm | None:
+    """The voiced part and a little silence either side, or None when there is too little
+    voice to be worth decoding. The rest of a recording (the silence that ended it, up to
+    `end_silence_s`) costs decoding time and tells nothing."""
     voiced = _voiced_frames(pcm)
-    if not voiced:
-        return pcm
+    if len(voiced) * _FRAME_SECONDS < _MIN_VOICE_SECONDS:
+        return None
     size = max(1, int(pcm.sample_rate * _FRAME_SECONDS))
     margin = int(pcm.sample_rate * margin_s)
     start = max(0, voiced[0] * size - margin)
     end = min(len(pcm.samples) // 2, (voiced[-1] + 1) * size + margin)
     return Pcm(pcm.samples[2 * start : 2 * end], pcm.sample_rate)
+
+
+def has_speech(pcm: Pcm) -> bool:
+    """Is there enough voiced audio to be worth decoding?"""
+    return around_speech(pcm) is not None
 
 
 # --- PocketSphinx ------------------------------------------------------------------------------
@@ -248,9 +249,6 @@ class PocketSphinxEngine:
             self._pronunciations = found
         return self._pronunciations
 
-    def dictionary_words(self) -> set[str]:
-        return set(self.pronunciations())
-
     def sound_alikes(self, phrases: Iterable[str]) -> tuple[str, ...]:
         """Dictionary words a caller could mean instead of one of the phrases."""
         from rapidfuzz import process
@@ -301,14 +299,16 @@ class PocketSphinxEngine:
         return result
 
     def unknown_words(self, vocabulary: Vocabulary) -> set[str]:
-        return vocabulary.words() - self.dictionary_words()
+        known = self.pronunciations()
+        return {word for word in vocabulary.words() if word not in known}
 
     def _usable(self, vocabulary: Vocabulary) -> list[str]:
-        known = self.dictionary_words()
+        known = self.pronunciations()
         return [p for p in vocabulary.phrases if all(w in known for w in p.split())]
 
     def recognize(self, pcm: Pcm, vocabulary: Vocabulary) -> Recognition:
-        if not has_speech(pcm):
+        spoken = around_speech(pcm)
+        if spoken is None:
             return Recognition.silence()
         phrases = self._usable(vocabulary)
         if not phrases:
@@ -320,7 +320,7 @@ class PocketSphinxEngine:
             for w in dict.fromkeys((*ENGLISH, *self.sound_alikes(phrases)))
             if w not in said_words and w in known
         ]
-        audio = resample(around_speech(pcm), _DECODE_RATE).samples
+        audio = resample(spoken, _DECODE_RATE).samples
         held = self._borrow()
         try:
             # One search over the phrases and the other words: whichever fits best was said.
