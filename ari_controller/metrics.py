@@ -3,7 +3,8 @@
 Names: `callrouting_calls_total{outcome}`, `callrouting_legs_total{outcome}`,
 `callrouting_time_to_answer_seconds`, `callrouting_hunt_duration_seconds`,
 `callrouting_ari_reconnects_total`, `callrouting_db_write_seconds`,
-`callrouting_db_write_failures_total`, and gauges for what is happening now.
+`callrouting_db_write_failures_total`, `callrouting_speech_utterances_total{party,result}`,
+`callrouting_speech_decode_seconds`, and gauges for what is happening now.
 """
 
 from __future__ import annotations
@@ -68,6 +69,19 @@ class Metrics:
             "Records waiting to be written",
             registry=self.registry,
         )
+        self.speech_utterances = Counter(
+            "callrouting_speech_utterances",
+            "Utterances listened to, by party (caller, responder) and result "
+            "(counted, rejected, silence, too_slow, unreadable)",
+            ["party", "result"],
+            registry=self.registry,
+        )
+        self.speech_decode_seconds = Histogram(
+            "callrouting_speech_decode_seconds",
+            "Time to decode one utterance (worker thread, including the wait for a decoder)",
+            buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "callrouting_config_reloads",
             "Configuration reloads, by result",
@@ -86,6 +100,12 @@ class Metrics:
         self.calls_in_progress.dec()
         journal = ctx.journal
         self.calls.labels(journal.alert.ended_reason or "unknown").inc()
+        for entry in journal.entries:
+            if entry.kind == "speech_heard":
+                data = entry.data
+                self.speech_utterances.labels(data["party"], data["result"]).inc()
+                if data["result"] not in ("silence", "unreadable"):
+                    self.speech_decode_seconds.observe(data["decode_ms"] / 1000)
         legs = journal.legs
         for leg in legs:
             if leg.outcome is not None:

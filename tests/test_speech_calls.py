@@ -129,6 +129,19 @@ async def test_caller_says_database_and_responder_says_continue(stack: Stack) ->
     )
     # The menu offered voice: "For database, press 1 or say database."
     assert "For database, press 1 or say database." in stack.heard(caller)
+    # Every utterance is on the timeline, and counted in the metrics.
+    heard = [data for kind, data in timeline if kind == "speech_heard"]
+    assert any(
+        h["party"] == "caller" and h["result"] == "counted" and h["phrase"] == "database"
+        for h in heard
+    )
+    assert any(h["party"] == "responder" and h["result"] == "counted" for h in heard)
+    assert all(h["decode_ms"] >= 0 for h in heard)
+    metrics = stack.daemon.metrics.exposition().decode()
+    assert 'callrouting_speech_utterances_total{party="caller",result="counted"} 1.0' in metrics
+    assert 'callrouting_speech_utterances_total{party="responder",result="counted"} 1.0' in metrics
+    decoded = sum(h["result"] not in ("silence", "unreadable") for h in heard)
+    assert f"callrouting_speech_decode_seconds_count {decoded:.1f}" in metrics
 
 
 async def test_the_route_said_is_the_one_called_and_a_wrong_word_accepts_nobody(
@@ -151,6 +164,11 @@ async def test_a_wrong_word_chooses_nothing(stack: Stack) -> None:
     assert _legs(alert) == []
     inputs = [data for kind, data in _timeline(alert) if kind == "menu_input"]
     assert inputs and inputs[-1]["digit"] == "?"  # words heard, none counted
+    # What the caller said instead is on the timeline, for whoever tunes the threshold.
+    heard = [data for kind, data in _timeline(alert) if kind == "speech_heard"]
+    assert all(h["result"] in ("rejected", "silence") and h["phrase"] is None for h in heard)
+    rejected = [h for h in heard if h["result"] == "rejected"]
+    assert rejected and all(h["detail"].startswith("heard ") for h in rejected)
 
 
 async def test_silence_chooses_nothing(stack: Stack) -> None:

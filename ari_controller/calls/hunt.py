@@ -17,7 +17,7 @@ from ari_controller.calls.journal import LegRecord
 from ari_controller.calls.leg import RECONNECTED, Leg, LegGone
 from ari_controller.calls.outcomes import LegOutcome, unanswered_outcome
 from ari_controller.oncall.plan import CallPlan, Responder
-from ari_controller.speech.listening import key_or_word, recognizer_for
+from ari_controller.speech.listening import key_or_word, note_utterances, recognizer_for
 from ari_controller.speech.vocabulary import ACCEPT, accept_vocabulary
 
 log = structlog.get_logger(__name__)
@@ -158,6 +158,7 @@ async def _ask_to_accept(ctx: CallContext, leg: Leg) -> LegOutcome:
                 answer = await key_or_word(
                     leg, settings.accept_window_s, vocabulary, ctx.number.speech, recognizer
                 )
+                note_utterances(ctx.journal, answer, party="responder", leg=leg.id)
                 if answer.decision is not None and answer.decision.meaning == ACCEPT:
                     ctx.journal.note(
                         "responder_speech",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from ari_controller.calls.context import CallContext
 from ari_controller.calls.menu import Chosen, GiveUp, Menu, Repeat
 from ari_controller.numbers import Route
-from ari_controller.speech.listening import key_or_word, recognizer_for
+from ari_controller.speech.listening import key_or_word, note_utterances, recognizer_for
 from ari_controller.speech.vocabulary import route_vocabulary
 
 # What the menu is given for words that were heard but did not count: an invalid choice.
@@ -41,6 +41,7 @@ async def ask_for_route(ctx: CallContext, routes: list[tuple[str, Route]]) -> Ch
             answer = await key_or_word(
                 caller, number.menu.input_timeout_s, vocabulary, number.speech, recognizer
             )
+            note_utterances(ctx.journal, answer, party="caller")
             if answer.decision is not None and answer.decision.meaning is not None:
                 chosen = menu.route_for_digit(answer.decision.meaning)
                 ctx.journal.note(

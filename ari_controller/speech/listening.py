@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
+from ari_controller.calls.journal import CallJournal
 from ari_controller.calls.leg import Leg
 from ari_controller.numbers import Number, SpeechSettings
 from ari_controller.prompts.audio import AudioFileError
@@ -73,12 +74,44 @@ async def load_speech_models(numbers: Iterable[Number]) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class Utterance:
+    """One recording listened to: what became of it, for the timeline and the metrics."""
+
+    result: str  # one of UTTERANCE_RESULTS
+    phrase: str | None
+    confidence: float
+    detail: str
+    decode_s: float
+
+
+# counted: a phrase at or above the threshold; rejected: words that did not count; silence:
+# no voice; too_slow: decoding outlasted recognize_timeout_s; unreadable: a broken file.
+UTTERANCE_RESULTS = ("counted", "rejected", "silence", "too_slow", "unreadable")
+
+
+@dataclass(frozen=True, slots=True)
 class Answer:
     """A key, a word that counts (`decision.meaning`), or neither by the deadline."""
 
     digit: str | None
     decision: Decision | None
     said_something: bool  # words were heard but none counted
+    utterances: tuple[Utterance, ...] = ()
+
+
+def note_utterances(journal: CallJournal, answer: Answer, **where: str) -> None:
+    """Every utterance on the call's timeline (`speech_heard`): what a caller said that did
+    not count is what an operator tuning `min_confidence` needs to see."""
+    for heard in answer.utterances:
+        journal.note(
+            "speech_heard",
+            **where,
+            result=heard.result,
+            phrase=heard.phrase,
+            confidence=heard.confidence,
+            detail=heard.detail,
+            decode_ms=round(heard.decode_s * 1000),
+        )
 
 
 async def key_or_word(
@@ -90,30 +123,48 @@ async def key_or_word(
 ) -> Answer:
     deadline = time.monotonic() + timeout
     said_something = False
+    utterances: list[Utterance] = []
     while True:
         left = deadline - time.monotonic()
         if left < 1.0:
             # Too short for a recording (whole seconds): only a key can still come.
-            return Answer(await leg.wait_digit(max(0.0, left)), None, said_something)
+            digit = await leg.wait_digit(max(0.0, left))
+            return Answer(digit, None, said_something, tuple(utterances))
         heard = await leg.listen(
             f"{leg.id}-said-{next(_utterances)}",
             max_duration_s=max(1, min(settings.listen_s, int(left))),
             max_silence_s=settings.end_silence_s,
         )
         if heard.digit is not None:
-            return Answer(heard.digit, None, said_something)
+            return Answer(heard.digit, None, said_something, tuple(utterances))
         if heard.audio is None:
             continue
+        started = time.monotonic()
         try:
             recognition = await recognize(
                 recognizer, heard.audio, vocabulary, settings.recognize_timeout_s
             )
         except (RecognitionTimeout, AudioFileError) as exc:
             log.warning("speech_not_recognized", leg=leg.id, error=str(exc))
+            result = "too_slow" if isinstance(exc, RecognitionTimeout) else "unreadable"
+            utterances.append(Utterance(result, None, 0.0, str(exc), time.monotonic() - started))
             continue
         decision = decide(recognition, vocabulary, settings.min_confidence)
         if decision.meaning is not None:
-            return Answer(None, decision, said_something)
+            result = "counted"
+        else:
+            result = "rejected" if recognition.speech else "silence"
+        utterances.append(
+            Utterance(
+                result,
+                recognition.phrase,
+                recognition.confidence,
+                recognition.detail,
+                time.monotonic() - started,
+            )
+        )
+        if decision.meaning is not None:
+            return Answer(None, decision, said_something, tuple(utterances))
         if recognition.speech:
             said_something = True
             log.info(
