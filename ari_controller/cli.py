@@ -44,14 +44,11 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if problems:
         print(str(ConfigError(args.config, problems)), file=sys.stderr)
         return EXIT_USAGE
-    from ari_controller.speech.listening import speech_active
+    from ari_controller.speech.listening import speech_notes
 
     for number in config.numbers:
-        if number.speech.enabled and not speech_active(number):
-            print(
-                f"note: {number.name} ({number.did}): no speech model for language "
-                f"'{number.language}' with engine '{number.speech.engine}': digits only"
-            )
+        for note in speech_notes(number):
+            print(f"note: {number.name} ({number.did}): {note}")
     users = len(config.users)
     print(
         f"{args.config}: valid ({len(config.numbers)} numbers, {users} users, "

@@ -222,6 +222,27 @@ def test_a_language_without_a_model_is_digits_only_and_check_config_says_so(
     assert "Voice en" not in out
 
 
+def test_check_config_names_route_words_the_engine_cannot_recognize(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    number = _number("en")
+    number["routes"] = [
+        {"label": "Qwxz", "keywords": ["payments"], "policy": "db"},
+        {"label": "zzyzxq", "policy": "db"},
+        {"label": "database", "policy": "db"},
+    ]
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump({**CONFIG, "numbers": [number]}))
+    assert main(["check-config", str(path)]) == 0
+    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    assert notes == [
+        "note: Voice en (100): route 1 (Qwxz): 'qwxz' not in the speech dictionary; "
+        "callers can say 'payments'",
+        "note: Voice en (100): route 2 (zzyzxq): no word of it is in the speech dictionary "
+        "(zzyzxq): by digit only",
+    ]
+
+
 async def test_start_up_loads_the_model_before_the_first_caller_speaks() -> None:
     config = parse_config(CONFIG, "speech")
     engine = get_recognizer("pocketsphinx")

@@ -17,7 +17,7 @@ import structlog
 
 from ari_controller.calls.journal import CallJournal
 from ari_controller.calls.leg import Leg
-from ari_controller.numbers import Number, SpeechSettings
+from ari_controller.numbers import Number, SpeechSettings, numbered_routes
 from ari_controller.prompts.audio import AudioFileError
 from ari_controller.speech.engines import (
     RecognitionTimeout,
@@ -27,7 +27,13 @@ from ari_controller.speech.engines import (
     get_recognizer,
     recognize,
 )
-from ari_controller.speech.vocabulary import Decision, Vocabulary, decide
+from ari_controller.speech.vocabulary import (
+    Decision,
+    Vocabulary,
+    decide,
+    normalize,
+    route_vocabulary,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +77,42 @@ async def load_speech_models(numbers: Iterable[Number]) -> None:
                 engine=recognizer.name,
                 seconds=round(time.monotonic() - started, 2),
             )
+
+
+def speech_notes(number: Number) -> list[str]:
+    """What `check-config` tells about a number's voice input: when it is digits only, and
+    which route words the engine cannot recognize (not in its dictionary)."""
+    settings = number.speech
+    if not settings.enabled:
+        return []
+    if not speech_active(number):
+        return [
+            f"no speech model for language '{number.language}' with engine "
+            f"'{settings.engine}': digits only"
+        ]
+    try:
+        recognizer = get_recognizer(settings.engine, settings.model_dir)
+    except SpeechUnavailable as exc:
+        return [f"speech engine '{settings.engine}' unavailable ({exc}): digits only"]
+    notes = []
+    for routes in (number.routes, number.outside_hours.routes):
+        vocabulary = route_vocabulary(numbered_routes(routes), number.language)
+        unknown = recognizer.unknown_words(vocabulary)
+        for digit, route in numbered_routes(routes):
+            said = [normalize(w) for w in (route.label, *route.keywords)]
+            heard = [p for p in said if p and not set(p.split()) & unknown]
+            left_out = [p for p in said if p and p not in heard]
+            if left_out and heard:
+                notes.append(
+                    f"route {digit} ({route.label}): {', '.join(map(repr, left_out))} not in "
+                    f"the speech dictionary; callers can say {', '.join(map(repr, heard))}"
+                )
+            elif left_out:
+                notes.append(
+                    f"route {digit} ({route.label}): no word of it is in the speech "
+                    f"dictionary ({', '.join(left_out)}): by digit only"
+                )
+    return notes
 
 
 @dataclass(frozen=True, slots=True)
