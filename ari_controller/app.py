@@ -193,6 +193,9 @@ class Daemon:
         )
         self._tasks.append(asyncio.create_task(self.events.run(), name="ari-events"))
         await self._start_http()
+        self._tasks.append(
+            asyncio.create_task(self._sweep(asterisk.sweep_interval_s), name="orphan-sweep")
+        )
         interval = systemd.watchdog_interval()
         if interval:
             self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
@@ -407,6 +410,20 @@ class Daemon:
             await self._runner.cleanup()
             self._runner = None
         return flushed
+
+    async def _sweep(self, interval: float) -> None:
+        """Now and then, take over channels in the application that no call owns."""
+        while True:
+            await asyncio.sleep(interval)
+            if self._stopping or self.replaced or not self.events.is_connected:
+                continue
+            try:
+                adopted = await self.controller.sweep()
+            except Exception:  # a bug here must not end the sweeping, nor the daemon
+                log.exception("sweep_failed")
+                continue
+            if adopted:
+                log.warning("orphaned_channels_adopted", count=adopted)
 
     async def _watchdog(self, interval: float) -> None:
         # Pings come from the event loop itself: a wedged loop stops them and systemd restarts us.

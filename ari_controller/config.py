@@ -46,6 +46,9 @@ class AsteriskSettings(_Secretive):
     # context whose `s` extension reaches a person (asterisk/extensions.conf: `fallback`).
     fallback_context: str = "fallback"
     request_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    # How often to look for channels in the application that no call owns (adopted when seen
+    # on two sweeps in a row).
+    sweep_interval_s: float = Field(default=30.0, gt=0, le=3600)
 
 
 class DatabaseSettings(_Secretive):

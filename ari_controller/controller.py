@@ -16,7 +16,7 @@ import structlog
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.errors import AriError
 from ari_controller.ari.events import EventRouter
-from ari_controller.ari.models import AriEvent
+from ari_controller.ari.models import AriEvent, Channel
 from ari_controller.calls.context import CallContext, Planner, Prompts
 from ari_controller.calls.flow import handle_call
 from ari_controller.calls.journal import AlertSummary, CallJournal, Clock, StoreSink, utc_now
@@ -69,6 +69,7 @@ class Controller:
     accepting: bool = True
     _side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _hurry: asyncio.Event = field(default_factory=asyncio.Event)
+    _unowned_before: set[str] = field(default_factory=set)  # seen by the last sweep
 
     @property
     def app(self) -> str:
@@ -193,7 +194,7 @@ class Controller:
         self._side_tasks.add(task)
         task.add_done_callback(self._side_tasks.discard)
 
-    # ---- after a reconnect ------------------------------------------------------------------
+    # ---- channels no call owns (after a reconnect, and now and then) -----------------------
 
     async def reconcile(self, is_reconnect: bool) -> None:
         """Events in the gap are lost: wake every wait so it re-checks the far end, and take
@@ -206,17 +207,35 @@ class Controller:
                 live.ctx.caller.mailbox.put(marker)
                 for leg in live.ctx.responder_legs.values():
                     leg.mailbox.put(marker)
+        for channel in await self._unowned_channels():
+            self._adopt(channel)
+
+    async def sweep(self) -> int:
+        """Adopt channels in the application that no call has owned for a whole sweep (a
+        StasisStart lost or mishandled would otherwise leave a caller in silence). Seen once
+        is not enough: a channel whose StasisStart is on its way is unowned for an instant.
+        Returns how many were adopted."""
+        unowned = await self._unowned_channels()
+        adopted = [channel for channel in unowned if channel.id in self._unowned_before]
+        self._unowned_before = {channel.id for channel in unowned} - {c.id for c in adopted}
+        for channel in adopted:
+            self._adopt(channel)
+        return len(adopted)
+
+    async def _unowned_channels(self) -> list[Channel]:
+        """Channels in the application that no call owns, but for conversations in a bridge."""
         try:
             application = await self.ari.get_application(self.app)
             channels = await self.ari.list_channels()
         except AriError as exc:
             log.warning("reconcile_failed", error=str(exc))
-            return
+            return []
         in_app = set(application.channel_ids)
         try:
             bridged = {c for bridge in await self.ari.list_bridges() for c in bridge.channels}
         except AriError:
             bridged = set()
+        unowned = []
         for channel in channels:
             if channel.id not in in_app or self.router.owner(channel.id) is not None:
                 continue
@@ -224,23 +243,27 @@ class Controller:
                 # A conversation that outlived its controller: leave the two of them talking.
                 log.info("connected_call_left_alone", channel=channel.id)
                 continue
-            app_data = channel.dialplan_app_data.split(",")
-            args = app_data[1:] if channel.dialplan_app_name == "Stasis" else []
-            # Pick the call up again as if it had just arrived; a responder leg is hung up.
-            event = AriEvent(
-                "StasisStart",
-                {
-                    "type": "StasisStart",
-                    "args": args,
-                    "channel": {
-                        "id": channel.id,
-                        "caller": {"name": channel.caller_name, "number": channel.caller_number},
-                        "dialplan": {"exten": channel.dialplan_exten},
-                    },
+            unowned.append(channel)
+        return unowned
+
+    def _adopt(self, channel: Channel) -> None:
+        """Pick the call up again as if it had just arrived; a responder leg is hung up."""
+        app_data = channel.dialplan_app_data.split(",")
+        args = app_data[1:] if channel.dialplan_app_name == "Stasis" else []
+        event = AriEvent(
+            "StasisStart",
+            {
+                "type": "StasisStart",
+                "args": args,
+                "channel": {
+                    "id": channel.id,
+                    "caller": {"name": channel.caller_name, "number": channel.caller_number},
+                    "dialplan": {"exten": channel.dialplan_exten},
                 },
-            )
-            log.info("channel_adopted", channel=channel.id, args=args)
-            self.on_new_channel(event)
+            },
+        )
+        log.info("channel_adopted", channel=channel.id, args=args)
+        self.on_new_channel(event)
 
     # ---- shutting down ----------------------------------------------------------------------
 
