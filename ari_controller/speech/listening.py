@@ -12,6 +12,7 @@ import itertools
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
@@ -115,20 +116,20 @@ def speech_notes(number: Number) -> list[str]:
     return notes
 
 
+# counted: a phrase at or above the threshold; rejected: words that did not count; silence:
+# no voice; too_slow: decoding outlasted recognize_timeout_s; unreadable: a broken file.
+UtteranceResult = Literal["counted", "rejected", "silence", "too_slow", "unreadable"]
+
+
 @dataclass(frozen=True, slots=True)
 class Utterance:
     """One recording listened to: what became of it, for the timeline and the metrics."""
 
-    result: str  # one of UTTERANCE_RESULTS
+    result: UtteranceResult
     phrase: str | None
     confidence: float
     detail: str
     decode_s: float
-
-
-# counted: a phrase at or above the threshold; rejected: words that did not count; silence:
-# no voice; too_slow: decoding outlasted recognize_timeout_s; unreadable: a broken file.
-UTTERANCE_RESULTS = ("counted", "rejected", "silence", "too_slow", "unreadable")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,8 +138,12 @@ class Answer:
 
     digit: str | None
     decision: Decision | None
-    said_something: bool  # words were heard but none counted
     utterances: tuple[Utterance, ...] = ()
+
+    @property
+    def said_something(self) -> bool:
+        """Words were heard, but none counted."""
+        return any(heard.result == "rejected" for heard in self.utterances)
 
 
 def note_utterances(journal: CallJournal, answer: Answer, **where: str) -> None:
@@ -164,21 +169,20 @@ async def key_or_word(
     recognizer: Recognizer,
 ) -> Answer:
     deadline = time.monotonic() + timeout
-    said_something = False
     utterances: list[Utterance] = []
     while True:
         left = deadline - time.monotonic()
         if left < 1.0:
             # Too short for a recording (whole seconds): only a key can still come.
             digit = await leg.wait_digit(max(0.0, left))
-            return Answer(digit, None, said_something, tuple(utterances))
+            return Answer(digit, None, tuple(utterances))
         heard = await leg.listen(
             f"{leg.id}-said-{next(_utterances)}",
             max_duration_s=max(1, min(settings.listen_s, int(left))),
             max_silence_s=settings.end_silence_s,
         )
         if heard.digit is not None:
-            return Answer(heard.digit, None, said_something, tuple(utterances))
+            return Answer(heard.digit, None, tuple(utterances))
         if heard.audio is None:
             continue
         started = time.monotonic()
@@ -188,10 +192,13 @@ async def key_or_word(
             )
         except (RecognitionTimeout, AudioFileError) as exc:
             log.warning("speech_not_recognized", leg=leg.id, error=str(exc))
-            result = "too_slow" if isinstance(exc, RecognitionTimeout) else "unreadable"
-            utterances.append(Utterance(result, None, 0.0, str(exc), time.monotonic() - started))
+            failed: UtteranceResult = (
+                "too_slow" if isinstance(exc, RecognitionTimeout) else "unreadable"
+            )
+            utterances.append(Utterance(failed, None, 0.0, str(exc), time.monotonic() - started))
             continue
         decision = decide(recognition, vocabulary, settings.min_confidence)
+        result: UtteranceResult
         if decision.meaning is not None:
             result = "counted"
         else:
@@ -206,9 +213,8 @@ async def key_or_word(
             )
         )
         if decision.meaning is not None:
-            return Answer(None, decision, said_something, tuple(utterances))
+            return Answer(None, decision, tuple(utterances))
         if recognition.speech:
-            said_something = True
             log.info(
                 "speech_rejected",
                 leg=leg.id,
