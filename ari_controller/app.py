@@ -166,6 +166,8 @@ class Daemon:
             asterisk.username,
             asterisk.resolved_password() or "",
             request_timeout=asterisk.request_timeout_s,
+            max_connections=asterisk.max_connections,
+            on_closed_connection=self.metrics.ari_closed_connection,
         )
         await self.ari.start()
         self.router = EventRouter()

@@ -49,6 +49,10 @@ class AsteriskSettings(_Secretive):
     # How often to look for channels in the application that no call owns (adopted when seen
     # on two sweeps in a row).
     sweep_interval_s: float = Field(default=30.0, gt=0, le=3600)
+    # Connections the controller opens to ARI at most, its events websocket not included.
+    # Asterisk's http.conf `sessionlimit` (100 unless set) caps every HTTP connection to it,
+    # from all ARI clients and websockets together; one beyond it is closed at once.
+    max_connections: int = Field(default=32, ge=1, le=1000)
 
 
 class DatabaseSettings(_Secretive):

@@ -222,8 +222,18 @@ class Controller:
             self._adopt(channel)
         return len(adopted)
 
+    def _in_our_stasis(self, channel: Channel) -> bool:
+        """Whether the channel runs Stasis() for this app now. The app is also subscribed to
+        channels that are not: the `;2` half of every Local channel it originates, which runs
+        the dialplan; taking one for a call would hang up that half of a conversation."""
+        return (
+            channel.dialplan_app_name == "Stasis"
+            and channel.dialplan_app_data.split(",", 1)[0] == self.app
+        )
+
     async def _unowned_channels(self) -> list[Channel]:
-        """Channels in the application that no call owns, but for conversations in a bridge."""
+        """Channels in Stasis in the application that no call owns, but for conversations in a
+        bridge."""
         try:
             application = await self.ari.get_application(self.app)
             channels = await self.ari.list_channels()
@@ -239,6 +249,8 @@ class Controller:
         for channel in channels:
             if channel.id not in in_app or self.router.owner(channel.id) is not None:
                 continue
+            if not self._in_our_stasis(channel):
+                continue
             if channel.id in bridged:
                 # A conversation that outlived its controller: leave the two of them talking.
                 log.info("connected_call_left_alone", channel=channel.id)
@@ -248,8 +260,7 @@ class Controller:
 
     def _adopt(self, channel: Channel) -> None:
         """Pick the call up again as if it had just arrived; a responder leg is hung up."""
-        app_data = channel.dialplan_app_data.split(",")
-        args = app_data[1:] if channel.dialplan_app_name == "Stasis" else []
+        args = channel.dialplan_app_data.split(",")[1:]  # Stasis(<app>,<args>...)
         event = AriEvent(
             "StasisStart",
             {

@@ -2,7 +2,8 @@
 
 Names: `callrouting_calls_total{outcome}`, `callrouting_legs_total{outcome}`,
 `callrouting_time_to_answer_seconds`, `callrouting_hunt_duration_seconds`,
-`callrouting_ari_reconnects_total`, `callrouting_db_write_seconds`,
+`callrouting_ari_reconnects_total`, `callrouting_ari_closed_connections_total{result}`,
+`callrouting_db_write_seconds`,
 `callrouting_db_write_failures_total`, `callrouting_speech_utterances_total{party,result}`,
 `callrouting_speech_decode_seconds`, and gauges for what is happening now.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from ari_controller.ari.client import RepeatedRequest
 from ari_controller.calls.context import CallContext
 
 # The `*_created` timestamp series double the output and no dashboard reads them.
@@ -82,6 +84,14 @@ class Metrics:
             buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1, 1.5, 2, 3, 5),
             registry=self.registry,
         )
+        self.ari_closed_connections = Counter(
+            "callrouting_ari_closed_connections",
+            "ARI requests whose connection closed before an answer (Asterisk past its HTTP "
+            "sessionlimit, or a connection closing under the request), by what followed: "
+            "repeated, or gave_up (not safe to repeat, or still closed after every repeat)",
+            ["result"],
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "callrouting_config_reloads",
             "Configuration reloads, by result",
@@ -121,6 +131,9 @@ class Metrics:
         ]
         if accepted and accepted[0].ended_at is not None:
             self.time_to_answer.observe((accepted[0].ended_at - first).total_seconds())
+
+    def ari_closed_connection(self, what: RepeatedRequest) -> None:
+        self.ari_closed_connections.labels(what.value).inc()
 
     def store_write(self, latency_s: float, ok: bool) -> None:
         if ok:

@@ -33,6 +33,7 @@ from ari_controller.ari import (
     Unauthorized,
     UnprocessableEntity,
 )
+from ari_controller.ari.client import REPEAT_BACKOFF_S, RepeatedRequest
 
 USER = "controller"
 PASSWORD = "s3cret:with colon"
@@ -86,6 +87,9 @@ class FakeAri:
 
     replies: dict[tuple[str, str], Reply] = field(default_factory=dict)
     before_reply: Handler | None = None
+    # The next this many requests are seen, then their connection is closed with no answer
+    # (Asterisk past its sessionlimit, or a keep-alive connection closing under a request).
+    cut_connections: int = 0
     requests: list[SeenRequest] = field(default_factory=list)
     ws_connects: int = 0
     ws_params: list[dict[str, str]] = field(default_factory=list)
@@ -136,6 +140,11 @@ class FakeAri:
         self.requests.append(seen)
         if seen.authorization != GOOD_AUTH:
             return web.json_response({"message": "Authentication required"}, status=401)
+        if self.cut_connections > 0:
+            self.cut_connections -= 1
+            assert request.transport is not None
+            request.transport.abort()
+            return web.Response(status=204)  # never reaches the client
         if self.before_reply is not None:
             override = await self.before_reply(seen)
             if override is not None:
@@ -565,3 +574,79 @@ async def test_ids_are_escaped_in_paths(fake: FakeAri, client: AriClient) -> Non
     await client.hangup("odd/id with space")
 
     assert fake.requests[0].raw_path.startswith("/ari/channels/odd%2Fid%20with%20space?")
+
+
+# ---- connections closed before an answer: one written rule of what is repeated ----------------
+
+
+async def test_a_read_or_hang_up_is_repeated_on_a_closed_connection(fake: FakeAri) -> None:
+    counted: list[RepeatedRequest] = []
+    async with AriClient(
+        fake.base_url, USER, PASSWORD, request_timeout=2.0, on_closed_connection=counted.append
+    ) as ari:
+        fake.cut_connections = 2
+        assert await ari.hangup("c1") is True
+        fake.cut_connections = 1
+        fake.reply("GET", "/channels", 200, [CHANNEL_JSON])
+        assert [c.id for c in await ari.list_channels()] == ["1795428696.2"]
+        fake.cut_connections = 2
+        await ari.start_moh("c1", "default")
+
+    assert len(fake.seen("DELETE", "/channels/c1")) == 3
+    assert len(fake.seen("GET", "/channels")) == 2
+    assert len(fake.seen("POST", "/channels/c1/moh")) == 3
+    # (aiohttp itself repeats a GET or DELETE once on a reused connection; a POST it never does)
+    assert counted.count(RepeatedRequest.REPEATED) >= 2
+    assert RepeatedRequest.GAVE_UP not in counted
+
+
+async def test_what_names_its_own_id_counts_409_on_a_repeat_as_done(fake: FakeAri) -> None:
+    """The first originate went through before its connection closed: the repeat finds the
+    channel id taken (409), which means the leg exists, not that the call failed."""
+
+    async def first_went_through(seen: SeenRequest) -> Reply | None:
+        return (409, {"message": "Channel with given unique ID already exists"})
+
+    async with AriClient(fake.base_url, USER, PASSWORD, request_timeout=2.0) as ari:
+        fake.cut_connections = 1
+        fake.before_reply = first_went_through
+        channel = await ari.originate("Local/accept@responders", channel_id="leg-1", app="app")
+        assert channel.id == "leg-1"
+        assert len(fake.seen("POST", "/channels")) == 2
+        # The same 409 without a repeat is a reused id: an error.
+        with pytest.raises(Conflict):
+            await ari.originate("Local/accept@responders", channel_id="leg-1", app="app")
+        # So is a record whose repeat could overwrite (ifExists=overwrite): never repeated.
+        fake.before_reply = None
+        fake.cut_connections = 1
+        with pytest.raises(AriUnreachable):
+            await ari.record("c1", name="vm-1", if_exists="overwrite")
+    assert len(fake.seen("POST", "/channels/c1/record")) == 1
+
+
+async def test_a_dial_is_never_repeated(fake: FakeAri) -> None:
+    counted: list[RepeatedRequest] = []
+    async with AriClient(
+        fake.base_url, USER, PASSWORD, request_timeout=2.0, on_closed_connection=counted.append
+    ) as ari:
+        fake.cut_connections = 1
+        with pytest.raises(AriUnreachable):
+            await ari.dial("leg-1", timeout=20)
+    assert len(fake.seen("POST", "/channels/leg-1/dial")) == 1
+    assert counted == [RepeatedRequest.GAVE_UP]
+
+
+async def test_repeats_end_with_an_error_when_connections_keep_closing(fake: FakeAri) -> None:
+    counted: list[RepeatedRequest] = []
+    async with AriClient(
+        fake.base_url, USER, PASSWORD, request_timeout=2.0, on_closed_connection=counted.append
+    ) as ari:
+        fake.cut_connections = 100
+        started = time.monotonic()
+        with pytest.raises(AriUnreachable):
+            await ari.answer("c1")
+        elapsed = time.monotonic() - started
+    tries = 1 + len(REPEAT_BACKOFF_S)
+    assert len(fake.seen("POST", "/channels/c1/answer")) == tries
+    assert counted == [RepeatedRequest.REPEATED] * (tries - 1) + [RepeatedRequest.GAVE_UP]
+    assert sum(REPEAT_BACKOFF_S) <= elapsed < 2.0

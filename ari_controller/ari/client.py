@@ -5,6 +5,11 @@ controller that waits forever on Asterisk leaves a caller in silence. Errors com
 classes of `errors.py`; the few operations whose 404 means "already done" (hangup, destroying a
 bridge, stopping a playback or recording, deleting a stored recording) return False instead.
 
+A request whose connection closes before any answer (Asterisk's HTTP server closes
+connections beyond its `sessionlimit` at once, and a keep-alive connection may close under a
+request) is repeated only where its `Repeat` rule says that a second one cannot act twice; the
+rule is written once per method, below, not decided by the caller.
+
 Parameters go out as ARI spells them (`channelId`, `appArgs`, ...), as query parameters, which
 is what Asterisk reads; only channel variables travel in a JSON body. Lists are joined with
 commas: Asterisk splits multi-valued parameters on commas and keeps only the last of repeated
@@ -15,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import enum
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -46,6 +52,29 @@ ParamValue = str | int | float | bool | None
 # Asterisk's HTTP server closes idle keep-alive connections after 15 s (http.conf
 # session_keep_alive); dropping ours earlier avoids reusing one it is closing at that moment.
 _KEEPALIVE_S: Final = 10.0
+
+
+# A closed connection is repeated after these pauses (then given up), all within the request's
+# own timeout: a refused connection clears within milliseconds once another client lets go.
+REPEAT_BACKOFF_S: Final = (0.02, 0.05, 0.1, 0.2, 0.4)
+
+
+class Repeat(enum.Enum):
+    """What may be done with a request whose connection closed before Asterisk answered.
+
+    The request may or may not have reached Asterisk; only a repeat that cannot act twice is
+    sent again."""
+
+    NEVER = "never"  # a second one could do it twice (a dial)
+    SAFE = "safe"  # reads, and requests whose repeat changes nothing (hang-up: 404 once gone)
+    BY_OUR_ID = "by_our_id"  # names what it creates with our id: 409 on a repeat means done
+
+
+class RepeatedRequest(enum.Enum):
+    """What became of a closed connection, for /metrics."""
+
+    REPEATED = "repeated"  # sent again
+    GAVE_UP = "gave_up"  # still closed after every repeat, or not repeatable
 
 
 def basic_auth_header(username: str, password: str) -> str:
@@ -92,14 +121,16 @@ class AriClient:
         password: str,
         *,
         request_timeout: float = 5.0,
-        max_connections: int = 64,
+        max_connections: int = 32,
+        on_closed_connection: Callable[[RepeatedRequest], None] | None = None,
     ) -> None:
         # max_connections stays below Asterisk's http.conf sessionlimit (100 by default), which
-        # is shared with the events websocket and any other ARI client.
+        # is shared with the events websocket and every other ARI client of that Asterisk.
         self._base_url = base_url.rstrip("/")
         self._auth = basic_auth_header(username, password)
         self.request_timeout = request_timeout
         self._max_connections = max_connections
+        self._on_closed_connection = on_closed_connection
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -143,26 +174,49 @@ class AriClient:
         *,
         body: Mapping[str, Any] | None = None,
         raw: bool = False,
+        repeat: Repeat = Repeat.NEVER,
     ) -> Any:
-        """Send one request; the decoded JSON answer (or bytes with `raw`), None when empty."""
+        """Send one request; the decoded JSON answer (or bytes with `raw`), None when empty.
+
+        Everything, repeats included, within `request_timeout`. A BY_OUR_ID request whose
+        repeat answers 409 went through the first time: it returns None."""
         if self._session is None:
             raise RuntimeError("AriClient.start() was not called")
         url = URL(self._base_url + path, encoded=True)
         query = query_params(params or {})
+        pauses = iter(REPEAT_BACKOFF_S if repeat is not Repeat.NEVER else ())
+        repeated = False
         try:
             # asyncio.timeout also covers reading the body, which ClientTimeout alone would not
             # bound if a caller held the response open.
-            async with (
-                asyncio.timeout(self.request_timeout),
-                self._session.request(method, url, params=query, json=body) as response,
-            ):
-                payload = await response.read()
-                status = response.status
-                content_type = response.content_type
+            async with asyncio.timeout(self.request_timeout):
+                while True:
+                    try:
+                        async with self._session.request(
+                            method, url, params=query, json=body
+                        ) as response:
+                            payload = await response.read()
+                            status = response.status
+                            content_type = response.content_type
+                        break
+                    except aiohttp.ClientConnectorError as exc:
+                        # Nothing was sent: whatever the rule, trying again cannot act twice,
+                        # but an Asterisk that is down stays down: give up at once.
+                        raise AriUnreachable(method, path, str(exc)) from exc
+                    except (aiohttp.ClientError, OSError) as exc:
+                        pause = next(pauses, None)
+                        if pause is None:
+                            self._count(RepeatedRequest.GAVE_UP)
+                            raise AriUnreachable(
+                                method, path, str(exc) or type(exc).__name__
+                            ) from exc
+                        self._count(RepeatedRequest.REPEATED)
+                        repeated = True
+                        await asyncio.sleep(pause)
         except TimeoutError as exc:
             raise AriTimeout(method, path, f"no answer within {self.request_timeout} s") from exc
-        except (aiohttp.ClientError, OSError) as exc:
-            raise AriUnreachable(method, path, str(exc) or type(exc).__name__) from exc
+        if status == 409 and repeated and repeat is Repeat.BY_OUR_ID:
+            return None  # the first one went through before its connection closed
         if status >= 400:
             raise error_for_status(status, method, path, _error_message(payload, status))
         if raw:
@@ -178,12 +232,23 @@ class AriClient:
         except ValueError as exc:
             raise AriError(status, method, path, f"invalid JSON in answer: {exc}") from exc
 
+    async def _get(
+        self, path: str, params: Mapping[str, ParamValue] | None = None, *, raw: bool = False
+    ) -> Any:
+        """A read: repeating it changes nothing."""
+        return await self._request("GET", path, params, raw=raw, repeat=Repeat.SAFE)
+
+    def _count(self, what: RepeatedRequest) -> None:
+        if self._on_closed_connection is not None:
+            self._on_closed_connection(what)
+
     async def _request_done_if_gone(
         self, method: str, path: str, params: Mapping[str, ParamValue] | None = None
     ) -> bool:
-        """For tear-down: True when done now, False when it was already gone (404)."""
+        """For tear-down: True when done now, False when it was already gone (404). A repeat
+        changes nothing: the second one finds it gone."""
         try:
-            await self._request(method, path, params)
+            await self._request(method, path, params, repeat=Repeat.SAFE)
         except NotFound:
             return False
         return True
@@ -204,9 +269,13 @@ class AriClient:
         extension: str | None = None,
         priority: int | None = None,
         originator: str | None = None,
+        formats: str | None = None,
         other_channel_id: str | None = None,
     ) -> Channel:
-        """Dial `endpoint`. With `app`, the leg enters Stasis only once answered."""
+        """Dial `endpoint`. With `app`, the leg enters Stasis only once answered.
+
+        `originator` (the caller's channel) gives the leg the caller's formats and linkedid, as
+        Dial does; without one, `formats` (e.g. "ulaw") spares Asterisk an expensive choice."""
         params: dict[str, ParamValue] = {
             "endpoint": endpoint,
             "channelId": channel_id,
@@ -218,10 +287,12 @@ class AriClient:
             "extension": extension,
             "priority": priority,
             "originator": originator,
+            "formats": formats,
             "otherChannelId": other_channel_id,
         }
         body = {"variables": variables} if variables else None
-        return Channel.from_json(await self._request("POST", "/channels", params, body=body))
+        data = await self._request("POST", "/channels", params, body=body, repeat=Repeat.BY_OUR_ID)
+        return Channel.from_json(data) if data else Channel(id=channel_id)
 
     async def create_channel(
         self,
@@ -231,6 +302,7 @@ class AriClient:
         app: str,
         app_args: str | None = None,
         originator: str | None = None,
+        formats: str | None = None,
         variables: dict[str, str] | None = None,
         other_channel_id: str | None = None,
     ) -> Channel:
@@ -241,11 +313,14 @@ class AriClient:
             "app": app,
             "appArgs": app_args,
             "originator": originator,
+            "formats": formats,
             "otherChannelId": other_channel_id,
         }
         body = {"variables": variables} if variables else None
-        data = await self._request("POST", "/channels/create", params, body=body)
-        return Channel.from_json(data)
+        data = await self._request(
+            "POST", "/channels/create", params, body=body, repeat=Repeat.BY_OUR_ID
+        )
+        return Channel.from_json(data) if data else Channel(id=channel_id)
 
     async def dial(
         self,
@@ -256,16 +331,17 @@ class AriClient:
     ) -> None:
         """Ring a created leg. Without `timeout` Asterisk rings forever: always pass one."""
         params = {"caller": caller, "timeout": whole_seconds(timeout)}
+        # Never repeated: whether a second dial of a ringing leg is refused is not ours to bet on.
         await self._request("POST", f"/channels/{_seg(channel_id)}/dial", params)
 
     async def answer(self, channel_id: str) -> None:
-        await self._request("POST", f"/channels/{_seg(channel_id)}/answer")
+        await self._request("POST", f"/channels/{_seg(channel_id)}/answer", repeat=Repeat.SAFE)
 
     async def ring(self, channel_id: str) -> None:
-        await self._request("POST", f"/channels/{_seg(channel_id)}/ring")
+        await self._request("POST", f"/channels/{_seg(channel_id)}/ring", repeat=Repeat.SAFE)
 
     async def ring_stop(self, channel_id: str) -> None:
-        await self._request("DELETE", f"/channels/{_seg(channel_id)}/ring")
+        await self._request("DELETE", f"/channels/{_seg(channel_id)}/ring", repeat=Repeat.SAFE)
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> bool:
         """Hang up; False when the channel was already gone."""
@@ -283,8 +359,10 @@ class AriClient:
     ) -> Playback:
         """Start a playback. DTMF does not stop it, and it ends channel MOH for good."""
         params = {"media": media_list(media), "playbackId": playback_id, "lang": lang}
-        data = await self._request("POST", f"/channels/{_seg(channel_id)}/play", params)
-        return Playback.from_json(data)
+        data = await self._request(
+            "POST", f"/channels/{_seg(channel_id)}/play", params, repeat=Repeat.BY_OUR_ID
+        )
+        return Playback.from_json(data) if data else Playback(id=playback_id)
 
     async def record(
         self,
@@ -308,34 +386,41 @@ class AriClient:
             "terminateOn": terminate_on,
             "ifExists": if_exists,
         }
-        data = await self._request("POST", f"/channels/{_seg(channel_id)}/record", params)
-        return LiveRecording.from_json(data)
+        # With ifExists=fail a repeat of a recording that started answers 409; with another
+        # policy a repeat could overwrite it: only the first case is repeated.
+        data = await self._request(
+            "POST",
+            f"/channels/{_seg(channel_id)}/record",
+            params,
+            repeat=Repeat.BY_OUR_ID if if_exists == "fail" else Repeat.NEVER,
+        )
+        return LiveRecording.from_json(data) if data else LiveRecording(name=name)
 
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
-        await self._request("POST", f"/channels/{_seg(channel_id)}/moh", {"mohClass": moh_class})
+        await self._request(
+            "POST", f"/channels/{_seg(channel_id)}/moh", {"mohClass": moh_class}, repeat=Repeat.SAFE
+        )
 
     async def stop_moh(self, channel_id: str) -> None:
-        await self._request("DELETE", f"/channels/{_seg(channel_id)}/moh")
+        await self._request("DELETE", f"/channels/{_seg(channel_id)}/moh", repeat=Repeat.SAFE)
 
     async def set_variable(self, channel_id: str, variable: str, value: str) -> None:
         params = {"variable": variable, "value": value}
-        await self._request("POST", f"/channels/{_seg(channel_id)}/variable", params)
+        await self._request(
+            "POST", f"/channels/{_seg(channel_id)}/variable", params, repeat=Repeat.SAFE
+        )
 
     async def get_variable(self, channel_id: str, variable: str) -> str:
         """A channel variable's value; NotFound when the variable is not set."""
-        data = await self._request(
-            "GET", f"/channels/{_seg(channel_id)}/variable", {"variable": variable}
-        )
+        data = await self._get(f"/channels/{_seg(channel_id)}/variable", {"variable": variable})
         value = data.get("value") if isinstance(data, dict) else None
         return value if isinstance(value, str) else ""
 
     async def get_channel(self, channel_id: str) -> Channel:
-        return Channel.from_json(await self._request("GET", f"/channels/{_seg(channel_id)}"))
+        return Channel.from_json(await self._get(f"/channels/{_seg(channel_id)}"))
 
     async def list_channels(self) -> list[Channel]:
-        return [
-            Channel.from_json(item) for item in _objects(await self._request("GET", "/channels"))
-        ]
+        return [Channel.from_json(item) for item in _objects(await self._get("/channels"))]
 
     async def continue_in_dialplan(
         self,
@@ -345,9 +430,13 @@ class AriClient:
         extension: str | None = None,
         priority: int | None = None,
     ) -> None:
-        """Hand the call back to the dialplan; the app gets StasisEnd and loses the channel."""
+        """Hand the call back to the dialplan; the app gets StasisEnd and loses the channel.
+
+        A repeat of one that went through finds the channel out of Stasis (409): done."""
         params = {"context": context, "extension": extension, "priority": priority}
-        await self._request("POST", f"/channels/{_seg(channel_id)}/continue", params)
+        await self._request(
+            "POST", f"/channels/{_seg(channel_id)}/continue", params, repeat=Repeat.BY_OUR_ID
+        )
 
     # bridges
 
@@ -355,17 +444,21 @@ class AriClient:
         self, bridge_id: str, *, type: str = "mixing", name: str | None = None
     ) -> Bridge:
         params = {"bridgeId": bridge_id, "type": type, "name": name}
-        return Bridge.from_json(await self._request("POST", "/bridges", params))
+        data = await self._request("POST", "/bridges", params, repeat=Repeat.BY_OUR_ID)
+        return Bridge.from_json(data) if data else Bridge(id=bridge_id, bridge_type=type)
 
     async def get_bridge(self, bridge_id: str) -> Bridge:
-        return Bridge.from_json(await self._request("GET", f"/bridges/{_seg(bridge_id)}"))
+        return Bridge.from_json(await self._get(f"/bridges/{_seg(bridge_id)}"))
 
     async def add_channel(
         self, bridge_id: str, channels: list[str], *, role: str | None = None
     ) -> None:
         """400 for a channel Asterisk does not know, 422 for one not in this app."""
         params = {"channel": ",".join(channels), "role": role}
-        await self._request("POST", f"/bridges/{_seg(bridge_id)}/addChannel", params)
+        # Adding a channel already in the bridge again changes nothing.
+        await self._request(
+            "POST", f"/bridges/{_seg(bridge_id)}/addChannel", params, repeat=Repeat.SAFE
+        )
 
     async def remove_channel(self, bridge_id: str, channels: list[str]) -> None:
         params = {"channel": ",".join(channels)}
@@ -376,20 +469,24 @@ class AriClient:
         return await self._request_done_if_gone("DELETE", f"/bridges/{_seg(bridge_id)}")
 
     async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
-        await self._request("POST", f"/bridges/{_seg(bridge_id)}/moh", {"mohClass": moh_class})
+        await self._request(
+            "POST", f"/bridges/{_seg(bridge_id)}/moh", {"mohClass": moh_class}, repeat=Repeat.SAFE
+        )
 
     async def stop_bridge_moh(self, bridge_id: str) -> None:
-        await self._request("DELETE", f"/bridges/{_seg(bridge_id)}/moh")
+        await self._request("DELETE", f"/bridges/{_seg(bridge_id)}/moh", repeat=Repeat.SAFE)
 
     async def play_on_bridge(
         self, bridge_id: str, media: str | list[str], *, playback_id: str
     ) -> Playback:
         params = {"media": media_list(media), "playbackId": playback_id}
-        data = await self._request("POST", f"/bridges/{_seg(bridge_id)}/play", params)
-        return Playback.from_json(data)
+        data = await self._request(
+            "POST", f"/bridges/{_seg(bridge_id)}/play", params, repeat=Repeat.BY_OUR_ID
+        )
+        return Playback.from_json(data) if data else Playback(id=playback_id)
 
     async def list_bridges(self) -> list[Bridge]:
-        return [Bridge.from_json(item) for item in _objects(await self._request("GET", "/bridges"))]
+        return [Bridge.from_json(item) for item in _objects(await self._get("/bridges"))]
 
     # playbacks, recordings, applications
 
@@ -402,24 +499,24 @@ class AriClient:
         return await self._request_done_if_gone("POST", f"/recordings/live/{_seg(name)}/stop")
 
     async def get_stored_recording(self, name: str) -> StoredRecording:
-        data = await self._request("GET", f"/recordings/stored/{_seg(name)}")
+        data = await self._get(f"/recordings/stored/{_seg(name)}")
         return StoredRecording.from_json(data)
 
     async def get_stored_recording_file(self, name: str) -> bytes:
         """The recording's audio as Asterisk stores it (a WAV file for format "wav")."""
-        data = await self._request("GET", f"/recordings/stored/{_seg(name)}/file", raw=True)
+        data = await self._get(f"/recordings/stored/{_seg(name)}/file", raw=True)
         return bytes(data)
 
     async def delete_stored_recording(self, name: str) -> bool:
         return await self._request_done_if_gone("DELETE", f"/recordings/stored/{_seg(name)}")
 
     async def list_stored_recordings(self) -> list[StoredRecording]:
-        data = await self._request("GET", "/recordings/stored")
+        data = await self._get("/recordings/stored")
         return [StoredRecording.from_json(item) for item in _objects(data)]
 
     async def get_application(self, app: str) -> Application:
         """The app's subscriptions: after a reconnect, the channels still in Stasis."""
-        return Application.from_json(await self._request("GET", f"/applications/{_seg(app)}"))
+        return Application.from_json(await self._get(f"/applications/{_seg(app)}"))
 
 
 def _objects(data: Any) -> list[dict[str, Any]]:

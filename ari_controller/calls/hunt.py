@@ -74,6 +74,9 @@ async def ring(
                 app_args=f"responder,{ctx.call_id}",
                 caller_id=_caller_id_for_responder(ctx),
                 timeout=settings.ring_timeout_s,
+                # As Dial does: the leg takes the caller's formats (without them Asterisk may
+                # pick one that costs ten times the CPU) and linkedid (CDR/CEL tie the legs).
+                originator=ctx.caller.id,
             )
         except AriError as exc:
             log.warning("originate_failed", leg=leg_id, contact=contact, error=str(exc))
