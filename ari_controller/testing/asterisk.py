@@ -267,7 +267,7 @@ class ThrowawayAsterisk:
 
     def _render(self) -> None:
         root = self._dir
-        for sub in ("etc", "run", "log", "lib", "spool", "data/sounds", "keys"):
+        for sub in ("etc", "run", "log", "lib", "spool/recording", "data/sounds", "keys"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         sounds = self.sounds_dir
         for language in ("en", "en_US"):
