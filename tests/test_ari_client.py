@@ -650,3 +650,22 @@ async def test_repeats_end_with_an_error_when_connections_keep_closing(fake: Fak
     assert len(fake.seen("POST", "/channels/c1/answer")) == tries
     assert counted == [RepeatedRequest.REPEATED] * (tries - 1) + [RepeatedRequest.GAVE_UP]
     assert sum(REPEAT_BACKOFF_S) <= elapsed < 2.0
+
+
+async def test_a_play_is_repeated_only_when_asterisk_has_no_such_playback(fake: FakeAri) -> None:
+    """Asterisk plays a reused playback id a second time instead of refusing it, so before
+    repeating a play the client asks for the playback: a caller must not hear a prompt twice."""
+    playback = {"id": "pb-1", "media_uri": "sound:hello", "state": "playing"}
+    async with AriClient(fake.base_url, USER, PASSWORD, request_timeout=2.0) as ari:
+        # Lost before Asterisk saw it: no such playback, so it is sent again.
+        fake.cut_connections = 1
+        fake.reply("GET", "/playbacks/pb-1", 404, {"message": "Playback not found"})
+        fake.reply("POST", "/channels/c1/play", 201, playback)
+        assert (await ari.play("c1", "sound:hello", playback_id="pb-1")).state == "playing"
+        assert len(fake.seen("POST", "/channels/c1/play")) == 2
+        # Went through, then the connection closed: the playback exists and is not repeated.
+        fake.cut_connections = 1
+        fake.reply("GET", "/playbacks/pb-2", 200, dict(playback, id="pb-2"))
+        assert (await ari.play("c2", "sound:hello", playback_id="pb-2")).id == "pb-2"
+        assert len(fake.seen("POST", "/channels/c2/play")) == 1
+        assert len(fake.seen("GET", "/playbacks/pb-2")) == 1

@@ -48,6 +48,7 @@ from ari_controller.ari.models import (
 )
 
 ParamValue = str | int | float | bool | None
+_Answer = tuple[int, bytes, str]  # status, body, content type
 
 # Asterisk's HTTP server closes idle keep-alive connections after 15 s (http.conf
 # session_keep_alive); dropping ours earlier avoids reusing one it is closing at that moment.
@@ -67,7 +68,9 @@ class Repeat(enum.Enum):
 
     NEVER = "never"  # a second one could do it twice (a dial)
     SAFE = "safe"  # reads, and requests whose repeat changes nothing (hang-up: 404 once gone)
-    BY_OUR_ID = "by_our_id"  # names what it creates with our id: 409 on a repeat means done
+    # Names what it creates with our id: 409 on a repeat means the first went through (where
+    # Asterisk does not refuse a reused id, a probe GET looks before the repeat).
+    BY_OUR_ID = "by_our_id"
 
 
 class RepeatedRequest(enum.Enum):
@@ -175,48 +178,26 @@ class AriClient:
         body: Mapping[str, Any] | None = None,
         raw: bool = False,
         repeat: Repeat = Repeat.NEVER,
+        probe: str | None = None,
     ) -> Any:
         """Send one request; the decoded JSON answer (or bytes with `raw`), None when empty.
 
         Everything, repeats included, within `request_timeout`. A BY_OUR_ID request whose
-        repeat answers 409 went through the first time: it returns None."""
+        repeat answers 409 went through the first time: it returns None. `probe` (a path) is
+        for what Asterisk does not refuse to create twice (a playback id): before a repeat,
+        a GET of it tells whether the first one went through, and its answer is returned."""
         if self._session is None:
             raise RuntimeError("AriClient.start() was not called")
         url = URL(self._base_url + path, encoded=True)
         query = query_params(params or {})
-        pauses = iter(REPEAT_BACKOFF_S if repeat is not Repeat.NEVER else ())
-        repeated = False
         try:
             # asyncio.timeout also covers reading the body, which ClientTimeout alone would not
             # bound if a caller held the response open.
             async with asyncio.timeout(self.request_timeout):
-                while True:
-                    try:
-                        async with self._session.request(
-                            method, url, params=query, json=body
-                        ) as response:
-                            payload = await response.read()
-                            status = response.status
-                            content_type = response.content_type
-                        break
-                    except aiohttp.ClientConnectorError as exc:
-                        # Nothing was sent: whatever the rule, trying again cannot act twice,
-                        # but an Asterisk that is down stays down: give up at once.
-                        raise AriUnreachable(method, path, str(exc)) from exc
-                    except (aiohttp.ClientError, OSError) as exc:
-                        pause = next(pauses, None)
-                        if pause is None:
-                            self._count(RepeatedRequest.GAVE_UP)
-                            raise AriUnreachable(
-                                method, path, str(exc) or type(exc).__name__
-                            ) from exc
-                        self._count(RepeatedRequest.REPEATED)
-                        repeated = True
-                        await asyncio.sleep(pause)
+                answer = await self._send_repeating(method, path, url, query, body, repeat, probe)
         except TimeoutError as exc:
             raise AriTimeout(method, path, f"no answer within {self.request_timeout} s") from exc
-        if status == 409 and repeated and repeat is Repeat.BY_OUR_ID:
-            return None  # the first one went through before its connection closed
+        status, payload, content_type = answer
         if status >= 400:
             raise error_for_status(status, method, path, _error_message(payload, status))
         if raw:
@@ -232,15 +213,73 @@ class AriClient:
         except ValueError as exc:
             raise AriError(status, method, path, f"invalid JSON in answer: {exc}") from exc
 
+    async def _send_repeating(
+        self,
+        method: str,
+        path: str,
+        url: URL,
+        query: Mapping[str, str],
+        body: Mapping[str, Any] | None,
+        repeat: Repeat,
+        probe: str | None,
+    ) -> _Answer:
+        """The answer to the request, sent again on a closed connection where `repeat` allows."""
+        pauses = iter(REPEAT_BACKOFF_S if repeat is not Repeat.NEVER else ())
+        repeated = False
+        resend = True
+        while True:
+            try:
+                if resend:
+                    answer = await self._send(method, url, query, body)
+                    if answer[0] == 409 and repeated and repeat is Repeat.BY_OUR_ID:
+                        return (204, b"", "")  # the first one went through before its close
+                    return answer
+                if probe is not None:
+                    found = await self._send("GET", URL(self._base_url + probe, encoded=True))
+                    if found[0] == 200:
+                        return found  # the first one went through: this is what it made
+                    resend = found[0] == 404
+                    if resend:
+                        continue
+            except aiohttp.ClientConnectorError as exc:
+                # Nothing was sent: whatever the rule, trying again cannot act twice, but an
+                # Asterisk that is down stays down: give up at once.
+                raise AriUnreachable(method, path, str(exc)) from exc
+            except (aiohttp.ClientError, OSError) as exc:
+                pause = next(pauses, None)
+                if pause is None:
+                    self._count(RepeatedRequest.GAVE_UP)
+                    raise AriUnreachable(method, path, str(exc) or type(exc).__name__) from exc
+                self._count(RepeatedRequest.REPEATED)
+                repeated = True
+                # With a probe, look first; without one, the rule says a resend is harmless.
+                resend = probe is None
+                await asyncio.sleep(pause)
+                continue
+            # The probe answered neither "there" nor "absent": nothing safe left to do.
+            self._count(RepeatedRequest.GAVE_UP)
+            raise AriUnreachable(method, path, "connection closed; whether it was done is unknown")
+
+    async def _send(
+        self,
+        method: str,
+        url: URL,
+        query: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> _Answer:
+        assert self._session is not None
+        async with self._session.request(method, url, params=query, json=body) as response:
+            return response.status, await response.read(), response.content_type
+
+    def _count(self, what: RepeatedRequest) -> None:
+        if self._on_closed_connection is not None:
+            self._on_closed_connection(what)
+
     async def _get(
         self, path: str, params: Mapping[str, ParamValue] | None = None, *, raw: bool = False
     ) -> Any:
         """A read: repeating it changes nothing."""
         return await self._request("GET", path, params, raw=raw, repeat=Repeat.SAFE)
-
-    def _count(self, what: RepeatedRequest) -> None:
-        if self._on_closed_connection is not None:
-            self._on_closed_connection(what)
 
     async def _request_done_if_gone(
         self, method: str, path: str, params: Mapping[str, ParamValue] | None = None
@@ -359,8 +398,13 @@ class AriClient:
     ) -> Playback:
         """Start a playback. DTMF does not stop it, and it ends channel MOH for good."""
         params = {"media": media_list(media), "playbackId": playback_id, "lang": lang}
+        # Asterisk plays a reused playback id again (201, no 409): look before repeating.
         data = await self._request(
-            "POST", f"/channels/{_seg(channel_id)}/play", params, repeat=Repeat.BY_OUR_ID
+            "POST",
+            f"/channels/{_seg(channel_id)}/play",
+            params,
+            repeat=Repeat.BY_OUR_ID,
+            probe=f"/playbacks/{_seg(playback_id)}",
         )
         return Playback.from_json(data) if data else Playback(id=playback_id)
 
@@ -481,7 +525,11 @@ class AriClient:
     ) -> Playback:
         params = {"media": media_list(media), "playbackId": playback_id}
         data = await self._request(
-            "POST", f"/bridges/{_seg(bridge_id)}/play", params, repeat=Repeat.BY_OUR_ID
+            "POST",
+            f"/bridges/{_seg(bridge_id)}/play",
+            params,
+            repeat=Repeat.BY_OUR_ID,
+            probe=f"/playbacks/{_seg(playback_id)}",
         )
         return Playback.from_json(data) if data else Playback(id=playback_id)
 
