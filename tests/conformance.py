@@ -3,8 +3,14 @@
 What must match:
 - the control sequence, call for call: every REST call (method, path, params, status, body
   shape and error message), websocket connect/close and recorder notes ("wait timed out");
-- the events: same multiset of (type, channel, channel state, digit, cause, dialstatus,
-  playback id/state, recording name/state, bridge id/members, variable/value, args);
+- the bodies that tell Asterisk's state: which channels and bridges an application is
+  subscribed to (`GET /applications/{app}`: `channel_ids`, `bridge_ids`, as sets), and each
+  channel's `id`, `state` and `dialplan.app_name` in `GET /channels` (as a set) and
+  `GET /channels/{id}`;
+- the events: same multiset of (type, channel, channel state, the dialplan application
+  and data the channel runs, digit, cause, dialstatus, playback id/state, recording
+  name/state, bridge id/members, variable/value, args), the `;2` halves of the Local
+  channels the app originated included;
 - event order, except inside an *instant*: events Asterisk timestamps within 2 ms of each
   other (chained) may come in any order across different channels (Asterisk's channel,
   bridge and Dial topics are delivered independently, e.g. ChannelLeftBridge vs
@@ -14,7 +20,9 @@ What must match:
 - timing: each event within 0.5 s of when Asterisk sent it (scenario time).
 
 Ids Asterisk generates (`1795428696.2`, `Local/...-0000001b;1`) differ between runs and
-are compared by correspondence: each is replaced by its order of first appearance.
+are compared by correspondence: each is replaced by its order of first appearance (lists
+Asterisk answers in no particular order are put in creation order first, so that ids that
+first appear there are numbered alike in both traces).
 """
 
 from __future__ import annotations
@@ -52,6 +60,34 @@ class Trace:
     positions: dict[int, int]  # event index -> position in the whole file
 
 
+def _id_order(ident: Any) -> tuple[int, int, int, str]:
+    """Generated ids in creation order (epoch, then sequence), then the others by name."""
+    text = str(ident)
+    match = GENERATED_ID.fullmatch(text)
+    if match is None:
+        return (1, 0, 0, text)
+    epoch, _, sequence = text.partition(".")
+    return (0, int(epoch), int(sequence), "")
+
+
+def _canonical(line: str) -> str:
+    """A REST record whose body lists channels or ids in Asterisk's (hash) order, with the
+    lists in creation order instead."""
+    record = json.loads(line)
+    if record.get("dir") != "rest":
+        return line
+    body = record.get("body")
+    if isinstance(body, list) and all(isinstance(item, dict) and "id" in item for item in body):
+        body.sort(key=lambda item: _id_order(item["id"]))
+    elif isinstance(body, dict):
+        for key in ("channel_ids", "bridge_ids"):
+            if isinstance(body.get(key), list):
+                body[key].sort(key=_id_order)
+    else:
+        return line
+    return json.dumps(record, sort_keys=True)
+
+
 def normalize_ids(lines: list[str]) -> list[dict[str, Any]]:
     """Replace generated ids by their order of first appearance."""
     seen: dict[str, str] = {}
@@ -61,7 +97,7 @@ def normalize_ids(lines: list[str]) -> list[dict[str, Any]]:
 
     out = []
     for line in lines:
-        line = GENERATED_ID.sub(rename, line)
+        line = GENERATED_ID.sub(rename, _canonical(line))
         line = LOCAL_SERIAL.sub(r"-SERIAL\1", line)
         line = ANNOUNCER.sub("Announcer/ARI-SERIAL", line)
         out.append(json.loads(line))
@@ -84,6 +120,32 @@ def _body_shape(body: Any) -> Any:
     return body
 
 
+def _channel_state(channel: Any) -> tuple[Any, ...]:
+    if not isinstance(channel, dict):
+        return (channel,)
+    dialplan = channel.get("dialplan") or {}
+    return (channel.get("id"), channel.get("state"), dialplan.get("app_name"))
+
+
+def state_shape(method: str, path: str, status: int, body: Any) -> Any:
+    """What a successful GET tells of Asterisk's state: an application's subscriptions,
+    the channels and where each is in its dialplan; None for other requests."""
+    if method != "GET" or status != 200:
+        return None
+    parts = path.strip("/").split("/")
+    if parts[0] == "applications" and len(parts) == 2 and isinstance(body, dict):
+        return (
+            "subscribed",
+            tuple(sorted(map(str, body.get("channel_ids", ())))),
+            tuple(sorted(map(str, body.get("bridge_ids", ())))),
+        )
+    if parts == ["channels"] and isinstance(body, list):
+        return ("channels", tuple(sorted(map(_channel_state, body), key=repr)))
+    if parts[0] == "channels" and len(parts) == 2:
+        return ("channel", _channel_state(body))
+    return None
+
+
 def event_shape(ev: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
     kind = ev["type"]
     channel = ev.get("channel") or ev.get("peer") or {}
@@ -101,6 +163,8 @@ def event_shape(ev: dict[str, Any]) -> tuple[str, tuple[Any, ...]]:
         kind,
         channel.get("id"),
         channel.get("state"),
+        (channel.get("dialplan") or {}).get("app_name"),
+        (channel.get("dialplan") or {}).get("app_data"),
         ev.get("digit"),
         ev.get("cause"),
         ev.get("dialstatus"),
@@ -136,6 +200,7 @@ def parse(lines: list[str]) -> Trace:
                 tuple(sorted(rec["params"].items())),
                 rec["status"],
                 _body_shape(rec["body"]),
+                state_shape(rec["method"], rec["path"], rec["status"], rec["body"]),
             )
             control.append((position, rec["t"], shape))
         else:

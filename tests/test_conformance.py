@@ -9,6 +9,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def _length(name: str) -> float:
 
 
 async def _record(name: str, outdir: Path, delay: float) -> str:
-    # Starting 17 interpreters at once loads 2 cores for a few seconds, enough to change
+    # Starting 19 interpreters at once loads 2 cores for a few seconds, enough to change
     # millisecond races; short scenarios start once the long ones are under way.
     await asyncio.sleep(delay)
     async with Simulator(user="acceptance", password="acceptance-secret") as sim:
@@ -77,7 +78,7 @@ def test_simulator_matches_asterisk(recorded: Path, scenario: str) -> None:
     assert produced.exists(), f"record_traces.py wrote no {scenario}.jsonl"
     problems = compare_files(TRACES / f"{scenario}.jsonl", produced)
     if problems:
-        # Seventeen real-time scenarios at once on two cores can shift a millisecond race
+        # Nineteen real-time scenarios at once on two cores can shift a millisecond race
         # that Asterisk, unloaded, never sees: a scenario that differs is run again alone,
         # and that run must match. A real difference fails both times.
         alone = recorded / "alone"
@@ -166,3 +167,63 @@ def test_comparison_tolerates_same_instant_events_of_different_channels() -> Non
     a = next(i for i, line in enumerate(real) if '"ChannelEnteredBridge"' in line)
     doctored = [*real[:a], real[a + 1], real[a], *real[a + 2 :]]
     assert compare(real, doctored) == []
+
+
+def _doctor_body(lines: list[str], method: str, path: str, change: Any, nth: int = 0) -> list[str]:
+    """The trace with `change(body)` applied to the body of the nth `method path` reply."""
+    out = []
+    seen = 0
+    for line in lines:
+        record = json.loads(line)
+        if record["dir"] == "rest" and (record["method"], record["path"]) == (method, path):
+            if seen == nth:
+                record["body"] = change(record["body"])
+                line = json.dumps(record, sort_keys=True)
+            seen += 1
+        out.append(line)
+    assert seen > nth, f"no {method} {path} #{nth}"
+    return out
+
+
+def test_comparison_fails_on_an_application_missing_a_subscription() -> None:
+    real = _lines("app_subscriptions")
+
+    def without_half(body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "channel_ids": [c for c in body["channel_ids"] if c != "leg-sub;2"]}
+
+    assert compare(real, _doctor_body(real, "GET", "/applications/callrouting", without_half, 1))
+
+
+def test_comparison_fails_on_a_channel_in_another_state_or_application() -> None:
+    real = _lines("app_subscriptions")
+
+    def in_stasis(body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "dialplan": {**body["dialplan"], "app_name": "Stasis"}}
+
+    def listed_in_stasis(body: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [in_stasis(c) if c["id"] == "leg-sub;2" else c for c in body]
+
+    def ringing(body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "state": "Ringing"}
+
+    assert compare(real, _doctor_body(real, "GET", "/channels/leg-sub;2", in_stasis))
+    assert compare(real, _doctor_body(real, "GET", "/channels/leg-sub;2", ringing))
+    assert compare(real, _doctor_body(real, "GET", "/channels", listed_in_stasis))
+
+
+def test_comparison_tolerates_channels_and_ids_listed_in_another_order() -> None:
+    real = _lines("app_subscriptions")
+
+    def reversed_ids(body: dict[str, Any]) -> dict[str, Any]:
+        return {**body, "channel_ids": body["channel_ids"][::-1]}
+
+    doctored = _doctor_body(real, "GET", "/channels", lambda body: body[::-1])
+    doctored = _doctor_body(doctored, "GET", "/applications/callrouting", reversed_ids, 1)
+    assert compare(real, doctored) == []
+
+
+def test_comparison_fails_on_a_missing_event_of_a_far_half() -> None:
+    real = _lines("app_subscriptions")
+    doctored = [line for line in real if not ('"ChannelDialplan"' in line and "leg-sub;2" in line)]
+    assert len(doctored) < len(real)
+    assert compare(real, doctored)

@@ -8,6 +8,7 @@ import contextlib
 from pathlib import Path
 
 from ari_controller.simulator.server import Simulator
+from ari_controller.simulator.sessions import DEFAULT_SESSION_LIMIT
 
 
 async def serve(
@@ -19,6 +20,7 @@ async def serve(
     time_scale: float,
     sounds_dirs: list[Path],
     scripts_files: list[Path],
+    session_limit: int = DEFAULT_SESSION_LIMIT,
 ) -> None:
     """Serve a simulated Asterisk until cancelled."""
     simulator = Simulator(
@@ -28,6 +30,7 @@ async def serve(
         time_scale=time_scale,
         sounds_dirs=sounds_dirs,
         scripts_files=scripts_files,
+        session_limit=session_limit,
     )
     await simulator.start(host, port)
     print(f"ARI simulator on {simulator.ari_url} (time scale {time_scale})", flush=True)
@@ -47,6 +50,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--time-scale", type=float, default=1.0)
     parser.add_argument("--sounds-dir", type=Path, action="append", default=[])
     parser.add_argument("--scripts", type=Path, action="append", default=[])
+    parser.add_argument(
+        "--session-limit",
+        type=_positive,
+        default=DEFAULT_SESSION_LIMIT,
+        help="HTTP connections open at once, as http.conf sessionlimit "
+        f"(default {DEFAULT_SESSION_LIMIT}); one more is closed without an answer",
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(
@@ -59,5 +69,13 @@ def main(argv: list[str] | None = None) -> None:
                 args.time_scale,
                 args.sounds_dir,
                 args.scripts,
+                args.session_limit,
             )
         )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value

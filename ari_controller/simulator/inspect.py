@@ -25,7 +25,14 @@ def history(asterisk: Asterisk) -> list[JSON]:
 
 def live_channels(asterisk: Asterisk) -> list[JSON]:
     return [
-        {**c.snapshot(), "in_stasis": c.stasis_app, "bridge": c.bridge.id if c.bridge else None}
+        {
+            **c.snapshot(),
+            "in_stasis": c.stasis_app,
+            "bridge": c.bridge.id if c.bridge else None,
+            "subscribed": sorted(c.apps),
+            "linkedid": c.linkedid,
+            "formats": ",".join(c.formats),
+        }
         for c in asterisk.channels.values()
     ]
 

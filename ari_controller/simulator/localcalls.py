@@ -6,14 +6,21 @@ phone, running <script> (phones.py). Three ways in, as in the traces:
 - inbound: `POST /channels` with `context`/`extension`: when the phone answers, `;1` runs
   the from-pstn dialplan and enters the app with args [DID] (or falls back to the `fallback`
   context when no websocket is connected). Only `;1` is seen, and only while in Stasis.
-- originate: `POST /channels?app=`: both halves are subscribed from the start; `;1` enters
-  Stasis on answer; Dial events follow the phone.
-- create: `POST /channels/create` + `/dial`: `;1` is in Stasis while it rings.
+- originate: `POST /channels?app=`: the app is subscribed to both halves from the start
+  (`GET /applications/{app}` lists `leg;2` too, though only `;1` ever enters Stasis); `;1`
+  enters Stasis on answer; Dial events follow the phone.
+- create: `POST /channels/create` + `/dial`: `;1` is in Stasis while it rings; a known
+  `originator` is subscribed to the app too.
+
+`originator` (a channel id or name) and `formats` (codec names) are checked as Asterisk
+does (resource_channels.c): both at once, an unknown originator (`POST /channels` only) or
+an unknown format is a 400. A leg with an originator joins the originator's call (linkedid).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 
 from ari_controller.simulator.audio import Audio, read_wav
@@ -23,8 +30,16 @@ from ari_controller.simulator.phones import BUSY_SECONDS, Step, run_script
 from ari_controller.simulator.state import Asterisk
 
 FALLBACK_WAIT = 10.0
-# Answer() returns a couple of milliseconds after the line is up (as in the traces).
-ANSWER_SECONDS = 0.1
+# Answer() returns at the first media frame from the app's side (a playback or MOH on `;1`),
+# or 500 ms after the line is up without one (main/channel.c __ast_answer; in the traces).
+ANSWER_MEDIA_WAIT = 0.5
+# The format names Asterisk 22 knows (main/codec_builtin.c), matched without regard to case.
+KNOWN_FORMATS = frozenset(
+    "codec2 g723 ulaw alaw gsm g726 g726aal2 adpcm slin slin12 slin16 slin24 slin32 slin44 "
+    "slin48 slin96 slin192 lpc10 g729 speex speex16 speex32 ilbc g722 siren7 siren14 g719 "
+    "opus jpeg png h261 h263 h263p h264 h265 mpeg4 vp8 vp9 red t140 t38 none silk8 silk12 "
+    "silk16 silk24".split()
+)
 
 
 class LocalCall:
@@ -50,7 +65,8 @@ class LocalCall:
         self.did = ""
         self.answered = False
         self.dialing = False
-        # Named as `caller` of a /dial: the app keeps hearing about it after StasisEnd.
+        # The `originator` of a /channels/create: the app keeps hearing about it after
+        # StasisEnd.
         self.linked = False
         self.pending_caller: tuple[str, str] | None = None
         self.script_task: asyncio.Task[None] | None = None
@@ -171,7 +187,8 @@ class LocalCall:
                 return
             ast.enter_stasis(self.one, self.app, self.app_args, announce=True)
         ast.set_state(self.two, "Up")
-        await ast.clock.sleep(ANSWER_SECONDS)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.one.heard.wait(), ast.clock.wall_seconds(ANSWER_MEDIA_WAIT))
 
     def _enter_from_pstn(self) -> None:
         ast = self.asterisk
@@ -305,6 +322,12 @@ class LocalCall:
         ast.destroy(self.one, cause)
         ast.destroy(self.two, cause)
 
+    def far_half_hangup(self) -> None:
+        """`DELETE /channels/{id}` on `;2`: a soft hangup request there, then the phone's
+        side ends, which ends `;1` as a phone hanging up does (app_subscriptions)."""
+        self.asterisk.hangup_request(self.two, 32, soft=True)
+        self._phone_hangup(16)
+
     def app_hangup(self) -> None:
         """`DELETE /channels/{id}` on `;1`."""
         ast = self.asterisk
@@ -370,6 +393,37 @@ def _phone_audio(ast: Asterisk, sound: str) -> Audio | None:
 # --- how calls start -----------------------------------------------------------------------
 
 
+def _check_endpoint(endpoint: str) -> None:
+    tech, _, device = endpoint.partition("/")
+    if not tech or not device:
+        raise AriError(400, "Invalid endpoint specified")
+
+
+def _originator_and_formats(
+    ast: Asterisk, params: dict[str, str], unknown_originator_fails: bool
+) -> tuple[Channel | None, tuple[str, ...]]:
+    """The `originator` channel and the `formats` asked for, checked as Asterisk does."""
+    name = params.get("originator", "")
+    originator = ast.find_channel(name) if name else None
+    if name and originator is None and unknown_originator_fails:
+        raise AriError(400, "Provided originator channel was not found")
+    if originator is not None:
+        return originator, originator.formats
+    text = params.get("formats", "")
+    if not text:
+        return None, ()
+    formats = tuple(f.strip() for f in text.split(","))
+    for fmt in formats:
+        if fmt.lower() not in KNOWN_FORMATS:
+            raise AriError(400, f"Provided format ({fmt}) was not found")
+    return None, tuple(f.lower() for f in formats)
+
+
+def _both_given(params: dict[str, str]) -> None:
+    if params.get("originator") and params.get("formats"):
+        raise AriError(400, "Originator and formats can't both be specified")
+
+
 def _parse_local(endpoint: str) -> tuple[str, str]:
     tech, _, resource = endpoint.partition("/")
     if tech.lower() != "local" or "@" not in resource:
@@ -386,6 +440,8 @@ def _make_pair(
     channel_id: str | None,
     other_id: str | None,
     caller: tuple[str, str],
+    originator: Channel | None = None,
+    formats: tuple[str, ...] = (),
 ) -> LocalCall:
     exten, context = _parse_local(endpoint)
     for ident in (channel_id, other_id):
@@ -398,8 +454,21 @@ def _make_pair(
     two = ast.new_channel(two_id, f"{base};2", caller)
     one.context, one.exten = context, exten
     two.context, two.exten, two.state = context, exten, "Ring"
+    # Both halves are one call: the originator's, or the new `;1`'s own.
+    linkedid = originator.linkedid if originator is not None else one.id
+    for half in (one, two):
+        half.linkedid, half.formats = linkedid, formats
     call = LocalCall(ast, kind, exten, context, ast.scripts.get(exten), one, two)
-    call.record = CallRecord(endpoint, one.id, one.name, kind, ast.clock.now())
+    call.record = CallRecord(
+        endpoint,
+        one.id,
+        one.name,
+        kind,
+        ast.clock.now(),
+        originator=originator.id if originator is not None else None,
+        formats=formats,
+        linkedid=linkedid,
+    )
     ast.history.append(call.record)
     return call
 
@@ -409,15 +478,25 @@ def originate(ast: Asterisk, params: dict[str, str]) -> Channel:
     endpoint = params.get("endpoint", "")
     if not endpoint:
         raise AriError(400, "Endpoint must be specified")
+    _both_given(params)
+    _check_endpoint(endpoint)
     app = params.get("app")
     if not app and not params.get("extension"):
         raise AriError(400, "Application or extension must be specified")
     if app:
         ast.check_app(app)
     caller = parse_caller_id(params.get("callerId", ""))
+    originator, formats = _originator_and_formats(ast, params, unknown_originator_fails=True)
     kind = "originate" if app else "inbound"
     call = _make_pair(
-        ast, endpoint, kind, params.get("channelId"), params.get("otherChannelId"), caller
+        ast,
+        endpoint,
+        kind,
+        params.get("channelId"),
+        params.get("otherChannelId"),
+        caller,
+        originator,
+        formats,
     )
     one = call.one
     one.app_name, one.app_data = "AppDial2", "(Outgoing Line)"
@@ -455,17 +534,34 @@ def create(ast: Asterisk, params: dict[str, str]) -> Channel:
     """`POST /channels/create`: a leg in Stasis before it is dialled."""
     endpoint = params.get("endpoint", "")
     app = params.get("app", "")
+    _both_given(params)
     if not endpoint:
         raise AriError(400, "Endpoint must be specified")
     if not app:
         raise AriError(400, "Application must be specified")
     ast.check_app(app)
+    _check_endpoint(endpoint)
+    # Unlike POST /channels, an unknown originator is no error here: it is left out.
+    originator, formats = _originator_and_formats(ast, params, unknown_originator_fails=False)
     call = _make_pair(
-        ast, endpoint, "create", params.get("channelId"), params.get("otherChannelId"), ("", "")
+        ast,
+        endpoint,
+        "create",
+        params.get("channelId"),
+        params.get("otherChannelId"),
+        ("", ""),
+        originator,
+        formats,
     )
     call.app = app
     call.app_args = _args(params.get("appArgs", ""))
     call.one.apps.add(app)
+    if originator is not None:
+        # The app is subscribed to the originator too: it keeps hearing about a caller
+        # after the caller's StasisEnd (create_and_dial).
+        originator.apps.add(app)
+        if originator.local is not None:
+            originator.local.linked = True
     ast.spawn(_begin_create(call))
     return call.one
 
@@ -489,10 +585,8 @@ def dial(ast: Asterisk, channel: Channel, params: dict[str, str]) -> None:
     if call is None or call.kind != "create" or call.dialing:
         raise AriError(409, "Channel is not in a state to be dialed")
     caller_id = params.get("caller")
-    if caller_id:
-        caller = ast.channel(caller_id)
-        if caller.local is not None:
-            caller.local.linked = True
+    caller = ast.find_channel(caller_id) if caller_id else None
+    if caller is not None:
         channel.connected = caller.caller
         ast.channel_event(channel, "ChannelConnectedLine")
     call.dialing = True

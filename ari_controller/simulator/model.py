@@ -78,11 +78,21 @@ class Channel:
     media_log: list[MediaEvent] = field(default_factory=list)
     alive: bool = True
     answered_by_app: asyncio.Event = field(default_factory=asyncio.Event)
+    # Media reached the channel (a playback or MOH): Answer() on the far half of a Local
+    # channel returns at the first media frame, or after 500 ms without one.
+    heard: asyncio.Event = field(default_factory=asyncio.Event)
+    # Not in ARI's JSON of Asterisk 22: the call it belongs to (an originate with
+    # `originator` takes the originator's, as Dial does) and the formats it was asked for
+    # (`formats`, or the originator's; empty: any audio format, what a Local channel
+    # originated without either gets).
+    linkedid: str = ""
+    formats: tuple[str, ...] = ()
     # Playback currently running on the channel: bridging waits for it, as Asterisk does.
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         self.idle.set()
+        self.linkedid = self.linkedid or self.id
 
     def snapshot(self) -> JSON:
         return {
@@ -197,6 +207,9 @@ class CallRecord:
     cause: int | None = None
     entered_stasis: bool = False
     fell_back: bool = False
+    originator: str | None = None  # the `originator` channel of the request
+    formats: tuple[str, ...] = ()  # the formats asked for (see Channel.formats)
+    linkedid: str = ""
 
     def to_json(self) -> JSON:
         def rounded(value: float | None) -> float | None:
@@ -213,4 +226,7 @@ class CallRecord:
             "cause": self.cause,
             "entered_stasis": self.entered_stasis,
             "fell_back": self.fell_back,
+            "originator": self.originator,
+            "formats": ",".join(self.formats),
+            "linkedid": self.linkedid,
         }

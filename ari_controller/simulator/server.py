@@ -25,13 +25,18 @@ from ari_controller.simulator.hub import Connection, Hub
 from ari_controller.simulator.media import RecordingStore, SoundLibrary
 from ari_controller.simulator.model import AriError, Channel
 from ari_controller.simulator.phones import ScriptBook
+from ari_controller.simulator.sessions import DEFAULT_SESSION_LIMIT, SessionGate
 from ari_controller.simulator.state import Asterisk
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class Simulator:
-    """An in-process simulated Asterisk speaking ARI on 127.0.0.1 (or `host`)."""
+    """An in-process simulated Asterisk speaking ARI on 127.0.0.1 (or `host`).
+
+    `session_limit` is Asterisk's http.conf `sessionlimit`: at most that many HTTP
+    connections (REST and websockets of every client, `/_sim` included) are open at once;
+    one more is closed without an answer."""
 
     def __init__(
         self,
@@ -43,6 +48,7 @@ class Simulator:
         sounds_dirs: list[Path] | None = None,
         scripts_files: list[Path] | None = None,
         recordings_dir: Path | None = None,
+        session_limit: int = DEFAULT_SESSION_LIMIT,
     ) -> None:
         self.user = user
         self.password = password
@@ -55,10 +61,12 @@ class Simulator:
         self.sounds = SoundLibrary(list(sounds_dirs or []), self.recordings)
         self.app = app
         self.faults = Faults()
+        self.sessions = SessionGate(session_limit)
         self.asterisk = self._new_asterisk()
         self.port = 0
         self.host = "127.0.0.1"
         self._runner: web.AppRunner | None = None
+        self._server: asyncio.Server | None = None
 
     def _new_asterisk(self) -> Asterisk:
         return Asterisk(self.clock, self.hub, self.scripts, self.sounds, self.recordings, self.app)
@@ -69,19 +77,25 @@ class Simulator:
         self.host = host
         self._runner = web.AppRunner(build_app(self), handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port)
-        await site.start()
-        server = site._server
-        assert server is not None
-        sockets = getattr(server, "sockets", [])
-        self.port = sockets[0].getsockname()[1] if sockets else port
+        http = self._runner.server
+        assert http is not None
+        # Served without web.TCPSite: every connection passes the session gate first.
+        self._server = await asyncio.get_running_loop().create_server(
+            self.sessions.protocol_factory(http), host, port, reuse_address=True, backlog=128
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
         await self.drop_websockets()
         await self.asterisk.shutdown()
+        if self._server is not None:
+            self._server.close()  # no new connections; the runner closes the open ones
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
         if self._own_dir:
             shutil.rmtree(self.recordings_dir, ignore_errors=True)
 
@@ -336,7 +350,7 @@ class AriRoutes:
         if channel.local is not None and channel is channel.local.one:
             channel.local.app_hangup()
         elif channel.local is not None:
-            channel.local._phone_hangup(16)
+            channel.local.far_half_hangup()
         else:
             self.ast.hangup_request(channel, 32, soft=True)
             self.ast.leave_stasis(channel, keep_subscription=True)
@@ -487,10 +501,7 @@ class AriRoutes:
     async def bridge_moh_start(self, request: web.Request) -> web.Response:
         params = await _params(request)
         bridge = self.ast.bridge(request.match_info["id"])
-        from ari_controller.simulator.model import MediaEvent
-
-        bridge.moh = MediaEvent("moh", params.get("mohClass", "default"), self.ast.clock.now())
-        bridge.media_log.append(bridge.moh)
+        self.ast.start_bridge_moh(bridge, params.get("mohClass", "default"))
         return _no_content()
 
     async def bridge_moh_stop(self, request: web.Request) -> web.Response:
@@ -568,7 +579,8 @@ class AriRoutes:
     # --- applications --------------------------------------------------------------------
 
     def _application(self, app: str) -> JSON:
-        channels = [c.id for c in self.ast.channels.values() if c.stasis_app == app]
+        # Every channel the app is subscribed to, in Stasis or not (a `leg;2` half).
+        channels = [c.id for c in self.ast.subscribed_channels(app)]
         bridges = [b.id for b in self.ast.bridges.values() if b.subscribed]
         return {
             "bridge_ids": bridges,
@@ -609,6 +621,9 @@ def sim_routes(sim: Simulator) -> list[web.RouteDef]:
     async def scripts(request: web.Request) -> web.Response:
         return web.json_response(sim.scripts.names())
 
+    async def sessions(request: web.Request) -> web.Response:
+        return web.json_response(sim.sessions.to_json())
+
     async def drop(request: web.Request) -> web.Response:
         await sim.drop_websockets()
         return _no_content()
@@ -639,6 +654,7 @@ def sim_routes(sim: Simulator) -> list[web.RouteDef]:
         web.get("/_sim/leftovers", leftovers),
         web.get("/_sim/channels/{id}/media", media),
         web.get("/_sim/scripts", scripts),
+        web.get("/_sim/sessions", sessions),
         web.post("/_sim/faults/drop-websockets", drop),
         web.post("/_sim/faults/restart", restart),
         web.post("/_sim/faults/slow", slow),

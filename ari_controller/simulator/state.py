@@ -121,6 +121,21 @@ class Asterisk:
             raise AriError(404, "Channel not found")
         return channel
 
+    def find_channel(self, name_or_id: str) -> Channel | None:
+        """A live channel by unique id or by name (names match without regard to case), as
+        Asterisk looks up an `originator` or a dial `caller`."""
+        channel = self.channels.get(name_or_id)
+        if channel is None:
+            wanted = name_or_id.lower()
+            channel = next((c for c in self.channels.values() if c.name.lower() == wanted), None)
+        return channel if channel is not None and channel.alive else None
+
+    def subscribed_channels(self, app: str) -> list[Channel]:
+        """Channels whose events `app` receives: those in Stasis in it, both halves of a
+        Local channel it originated, a `/channels/create` originator; not necessarily in
+        Stasis (`GET /applications/{app}` lists them all)."""
+        return [c for c in self.channels.values() if c.alive and app in c.apps]
+
     def stasis_channel(self, channel_id: str) -> Channel:
         channel = self.channel(channel_id)
         if not channel.in_stasis():
@@ -157,6 +172,9 @@ class Asterisk:
         """The channel is gone: ChannelDestroyed for whoever still listens."""
         if not channel.alive:
             return
+        if channel.local is not None and channel is channel.local.two:
+            # The phone's half has left its dialplan: no application any more.
+            channel.app_name = channel.app_data = ""
         self.channel_event(channel, "ChannelDestroyed", cause=cause, cause_txt=cause_text(cause))
         channel.alive = False
         channel.apps.clear()
@@ -233,6 +251,13 @@ class Asterisk:
         self.stop_moh(channel)
         channel.moh = MediaEvent("moh", moh_class, self.clock.now())
         channel.media_log.append(channel.moh)
+        channel.heard.set()
+
+    def start_bridge_moh(self, bridge: Bridge, moh_class: str) -> None:
+        bridge.moh = MediaEvent("moh", moh_class, self.clock.now())
+        bridge.media_log.append(bridge.moh)
+        for member in bridge.channels:
+            member.heard.set()
 
     def play(
         self, target: Channel | Bridge, media_uri: str, playback_id: str | None, app: str
@@ -256,7 +281,11 @@ class Asterisk:
             # Channel MOH stops on play and does not come back.
             self.stop_moh(target)
             target.idle.clear()
-        elif target.kind == "mixing" and len(target.channels) == 1:
+            target.heard.set()
+        else:
+            for member in target.channels:
+                member.heard.set()
+        if isinstance(target, Bridge) and target.kind == "mixing" and len(target.channels) == 1:
             # Asterisk's announcer joins the bridge to play.
             member = target.channels[0]
             member.bridge_peer = f"Announcer/ARI-{self.next_local_serial()};2"
