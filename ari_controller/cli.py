@@ -14,6 +14,8 @@ from pathlib import Path
 
 from ari_controller.config import Config, ConfigError, load_config
 from ari_controller.logging import configure_logging
+from ari_controller.simulator.cli import positive_int
+from ari_controller.simulator.sessions import DEFAULT_SESSION_LIMIT
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -145,6 +147,7 @@ def cmd_simulator(args: argparse.Namespace) -> int:
                 time_scale=args.time_scale,
                 sounds_dirs=[Path(d) for d in args.sounds_dir],
                 scripts_files=[Path(f) for f in args.scripts],
+                session_limit=args.session_limit,
             )
         )
     except KeyboardInterrupt:
@@ -202,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--time-scale", type=float, default=1.0)
     sim.add_argument("--sounds-dir", action="append", default=[])
     sim.add_argument("--scripts", action="append", default=[])
+    sim.add_argument(
+        "--session-limit",
+        type=positive_int,
+        default=DEFAULT_SESSION_LIMIT,
+        help="HTTP connections open at once, as Asterisk's http.conf sessionlimit "
+        f"(default {DEFAULT_SESSION_LIMIT}); one more is closed without an answer",
+    )
     sim.set_defaults(func=cmd_simulator)
     return parser
 

@@ -77,3 +77,35 @@ async def test_a_caller_whose_arrival_was_missed_is_adopted_and_served(
             "playbacks": [],
             "recordings": [],
         }
+
+
+async def test_a_conversation_outlasting_many_sweeps_is_never_cut(
+    database: str, tmp_path: Path
+) -> None:
+    """Asterisk subscribes the app to the `;2` half of every Local leg it originates; that half
+    runs the dialplan, not Stasis. The sweep once took it for a missed caller and hung it up,
+    ending the responder's side of the conversation after two sweeps."""
+    config = parse_config(CONFIG, "long conversation")
+    async with running_stack(config, database, tmp_path, time_scale=TIME_SCALE) as stack:
+        stack.sim.register_script("talks", CALLER)
+        started = time.monotonic()
+        caller = await stack.place_call("talks", "100")
+        await wait_until(lambda: bool(stack.sim.live()["bridges"]), 10, "the conversation")
+        channels = {c["id"]: c for c in stack.sim.live()["channels"]}
+        await stack.wait_calls_done(30)
+        lasted = time.monotonic() - started
+        [alert] = await stack.alerts()
+        unknown = stack.daemon.metrics.calls.labels("unknown_number")._value.get()
+
+    assert alert["ended_reason"] == "connected"
+    hangups = [e["data"] for e in alert["calls"][0]["timeline"] if e["kind"] == "hangup"]
+    # The caller ends the conversation after talking 40 simulated seconds (5 s, about 16
+    # sweeps), not the responder's side being hung up under it.
+    assert hangups == [{"by": "caller"}]
+    assert lasted >= 43 / TIME_SCALE
+    assert unknown == 0  # no half of a leg was taken for a call to an unknown number
+    # The responder leg was placed on the caller's behalf (originator), as Dial does: one call
+    # (linkedid) with the caller's formats.
+    [leg] = [c for c in channels.values() if c["id"].endswith("-leg1")]
+    assert leg["linkedid"] == channels[caller]["linkedid"]
+    assert leg["formats"] == channels[caller]["formats"]

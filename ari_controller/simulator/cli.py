@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--scripts", type=Path, action="append", default=[])
     parser.add_argument(
         "--session-limit",
-        type=_positive,
+        type=positive_int,
         default=DEFAULT_SESSION_LIMIT,
         help="HTTP connections open at once, as http.conf sessionlimit "
         f"(default {DEFAULT_SESSION_LIMIT}); one more is closed without an answer",
@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         )
 
 
-def _positive(text: str) -> int:
+def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
