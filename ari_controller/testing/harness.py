@@ -22,6 +22,7 @@ from ari_controller.config import Config
 from ari_controller.prompts.tts import SpeechEngine
 from ari_controller.simulator import inspect
 from ari_controller.simulator.server import Simulator
+from ari_controller.simulator.sessions import DEFAULT_SESSION_LIMIT
 from ari_controller.store.queries import get_alert, list_alerts
 
 SIM_USER = "callrouting"
@@ -141,8 +142,10 @@ async def running_stack(
     engine: SpeechEngine | None = None,
     drain_s: float = 5.0,
     sounds_dir: Path | None = None,
+    session_limit: int = DEFAULT_SESSION_LIMIT,
 ) -> AsyncIterator[Stack]:
-    """`sounds_dir`: where prompts are rendered; share one between runs to render them once."""
+    """`sounds_dir`: where prompts are rendered; share one between runs to render them once.
+    `session_limit`: the simulated Asterisk's HTTP sessionlimit."""
     work_dir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (test set-up, before any call)
     sounds_dir = sounds_dir or work_dir / "sounds"
     sim = Simulator(
@@ -151,6 +154,7 @@ async def running_stack(
         app=config.asterisk.app,
         time_scale=time_scale,
         sounds_dirs=[sounds_dir],
+        session_limit=session_limit,
     )
     await sim.start()
     daemon = Daemon(
