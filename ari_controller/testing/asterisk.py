@@ -154,6 +154,7 @@ class ThrowawayAsterisk:
         ari_password: str | None = None,
         extra_dialplan: str = "",
         session_limit: int | None = None,
+        extra_files: dict[str, str] | None = None,
         startup_timeout: float = 30.0,
     ) -> None:
         self.prefix = find_asterisk_prefix(prefix)
@@ -162,6 +163,9 @@ class ThrowawayAsterisk:
         self.ari_password = ari_password or secrets.token_hex(12)
         self.extra_dialplan = extra_dialplan
         self.session_limit = session_limit
+        # More configuration files by name (e.g. "followme.conf"), written last: they replace
+        # a rendered file of the same name.
+        self.extra_files = dict(extra_files or {})
         self.startup_timeout = startup_timeout
         self.port = 0
         self.root: Path | None = None
@@ -330,6 +334,8 @@ class ThrowawayAsterisk:
         (etc / "indications.conf").write_text(_INDICATIONS)
         for quiet in ("features", "acl", "udptl", "websocket_client", "res_http_media_cache"):
             (etc / f"{quiet}.conf").write_text("")
+        for name, text in self.extra_files.items():
+            (etc / name).write_text(text)
 
     def _spawn(self) -> None:
         argv = [
