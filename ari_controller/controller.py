@@ -237,26 +237,39 @@ class Controller:
         try:
             application = await self.ari.get_application(self.app)
             channels = await self.ari.list_channels()
+            bridges = await self.ari.list_bridges()
         except AriError as exc:
+            # Without the bridges a conversation would look like a caller to greet: next time.
             log.warning("reconcile_failed", error=str(exc))
             return []
         in_app = set(application.channel_ids)
-        try:
-            bridged = {c for bridge in await self.ari.list_bridges() for c in bridge.channels}
-        except AriError:
-            bridged = set()
+        bridge_of = {c: bridge for bridge in bridges for c in bridge.channels}
         unowned = []
         for channel in channels:
             if channel.id not in in_app or self.router.owner(channel.id) is not None:
                 continue
             if not self._in_our_stasis(channel):
                 continue
-            if channel.id in bridged:
+            bridge = bridge_of.get(channel.id)
+            if bridge is None:
+                unowned.append(channel)
+            elif len(bridge.channels) > 1:
                 # A conversation that outlived its controller: leave the two of them talking.
                 log.info("connected_call_left_alone", channel=channel.id)
-                continue
-            unowned.append(channel)
+            else:
+                # Such a conversation whose other side hung up: end it as its call would have.
+                ours = bridge.id in application.bridge_ids
+                self._side(self._end_conversation(channel.id, bridge.id if ours else None))
         return unowned
+
+    async def _end_conversation(self, channel_id: str, bridge_id: str | None) -> None:
+        log.info("left_conversation_ended", channel=channel_id, bridge=bridge_id)
+        try:
+            await self.ari.hangup(channel_id)
+            if bridge_id is not None:
+                await self.ari.destroy_bridge(bridge_id)
+        except AriError as exc:
+            log.warning("left_conversation_end_failed", channel=channel_id, error=str(exc))
 
     def _adopt(self, channel: Channel) -> None:
         """Pick the call up again as if it had just arrived; a responder leg is hung up."""

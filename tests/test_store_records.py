@@ -90,3 +90,5 @@ def test_retry_delay_backs_off_with_jitter_up_to_the_maximum() -> None:
         0.5 * min(5.0, 0.2 * 2**i) <= d <= min(5.0, 0.2 * 2**i) for i, d in enumerate(delays)
     )
     assert max(delays) <= 5.0 and delays[-1] >= 2.5
+    # A database down for a long time: thousands of failures in a row stay at the maximum.
+    assert all(2.5 <= retry_delay(n, 0.2, 5.0, rng) <= 5.0 for n in (1025, 5000, 10**9))

@@ -134,6 +134,10 @@ class AriClient:
         self.request_timeout = request_timeout
         self._max_connections = max_connections
         self._on_closed_connection = on_closed_connection
+        # Originates in flight take at most half the connections: the burst of legs at the
+        # start of a simultaneous hunt must leave room for what connects or frees a caller
+        # (hang-ups, bridging), which would otherwise queue behind it.
+        self._originating = asyncio.Semaphore(max(1, max_connections // 2))
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -330,7 +334,10 @@ class AriClient:
             "otherChannelId": other_channel_id,
         }
         body = {"variables": variables} if variables else None
-        data = await self._request("POST", "/channels", params, body=body, repeat=Repeat.BY_OUR_ID)
+        async with self._originating:
+            data = await self._request(
+                "POST", "/channels", params, body=body, repeat=Repeat.BY_OUR_ID
+            )
         return Channel.from_json(data) if data else Channel(id=channel_id)
 
     async def create_channel(
@@ -356,9 +363,10 @@ class AriClient:
             "otherChannelId": other_channel_id,
         }
         body = {"variables": variables} if variables else None
-        data = await self._request(
-            "POST", "/channels/create", params, body=body, repeat=Repeat.BY_OUR_ID
-        )
+        async with self._originating:
+            data = await self._request(
+                "POST", "/channels/create", params, body=body, repeat=Repeat.BY_OUR_ID
+            )
         return Channel.from_json(data) if data else Channel(id=channel_id)
 
     async def dial(

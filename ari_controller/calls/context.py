@@ -65,3 +65,8 @@ class CallContext:
         task = asyncio.ensure_future(coro)
         self.background.add(task)
         task.add_done_callback(self.background.discard)
+
+
+async def settle(*tasks: asyncio.Future[Any]) -> None:
+    """Until the tasks are over, however they end (their errors are theirs to log)."""
+    await asyncio.gather(*tasks, return_exceptions=True)

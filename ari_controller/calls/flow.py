@@ -11,7 +11,7 @@ import asyncio
 import structlog
 
 from ari_controller.ari.errors import AriError
-from ari_controller.calls.context import CallContext
+from ari_controller.calls.context import CallContext, settle
 from ari_controller.calls.hold import hold_until_hangup
 from ari_controller.calls.hunt import Accepted, hunt_sequential, hunt_simultaneous
 from ari_controller.calls.ivr import ask_for_route
@@ -113,14 +113,21 @@ async def call_responders(ctx: CallContext, route: Route) -> Accepted | None:
         await asyncio.wait({hunt, holding}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         if not hunt.done():
-            # The caller hung up while we were ringing: every leg is hung up at once.
-            ctx.caller_gone = True
-            hunt.cancel()
+            if holding.done():
+                # The caller hung up while we were ringing: every leg is hung up at once.
+                ctx.caller_gone = True
+            hunt.cancel()  # (or the controller is shutting down)
         holding.cancel()
-        await asyncio.gather(hunt, holding, return_exceptions=True)
+        await asyncio.gather(hunt, return_exceptions=True)
     if ctx.caller_gone:
         raise LegGone(ctx.caller.id, ctx.caller.cause)
-    return hunt.result()
+    accepted = hunt.result()
+    if accepted is not None:
+        # The hold music stops while the caller is being connected, not before.
+        ctx.spawn(settle(holding))
+    else:
+        await settle(holding)  # before anything else is played to the caller
+    return accepted
 
 
 async def talk(ctx: CallContext, accepted: Accepted) -> None:
@@ -145,6 +152,7 @@ async def talk(ctx: CallContext, accepted: Accepted) -> None:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
     journal.note("hangup", by="caller" if caller_done in done else "responder")
+    await settle(*ctx.background)  # the other responders' legs end before the call does
     if ctx.number.resolution == "resolve_on_end":
         journal.set_status("resolved")
     journal.end("connected")

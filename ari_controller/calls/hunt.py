@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import structlog
 
 from ari_controller.ari.errors import AriError, NotFound
-from ari_controller.calls.context import CallContext
+from ari_controller.calls.context import CallContext, settle
 from ari_controller.calls.journal import LegRecord
 from ari_controller.calls.leg import RECONNECTED, Leg, LegGone
 from ari_controller.calls.outcomes import LegOutcome, unanswered_outcome
@@ -105,9 +105,15 @@ async def ring(
         ctx.journal.leg_ended(record, outcome, leg.cause)
         return outcome, None
     except asyncio.CancelledError:
-        # The hunt is over for this leg: another responder won, or the caller hung up.
-        outcome = LegOutcome.ABANDONED if ctx.caller_gone else LegOutcome.TAKEN_BY_OTHER
-        if leg.in_stasis and not leg.gone and not ctx.caller_gone:
+        # The hunt is over for this leg: another responder won, the caller hung up, or the
+        # controller is shutting down (the caller goes back to the dialplan).
+        if ctx.caller_gone:
+            outcome = LegOutcome.ABANDONED
+        elif ctx.ending != "hang_up":
+            outcome = LegOutcome.CANCELLED
+        else:
+            outcome = LegOutcome.TAKEN_BY_OTHER
+        if outcome is LegOutcome.TAKEN_BY_OTHER and leg.in_stasis and not leg.gone:
             ctx.spawn(_dismiss(ctx, leg))
         else:
             await asyncio.shield(leg.hangup())
@@ -230,6 +236,7 @@ async def hunt_simultaneous(ctx: CallContext, plan: CallPlan) -> Accepted | None
         return None
 
     tasks = [asyncio.ensure_future(one_person(r)) for r in plan.responders]
+    accepted: Accepted | None = None
     try:
         for finished in asyncio.as_completed(tasks):
             accepted = await finished
@@ -239,4 +246,9 @@ async def hunt_simultaneous(ctx: CallContext, plan: CallPlan) -> Accepted | None
     finally:
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if accepted is not None:
+            # The others are hung up (or told the call was taken) while the winner is being
+            # connected, not before; the conversation's end waits for them.
+            ctx.spawn(settle(*tasks))
+        else:
+            await settle(*tasks)  # the caller hung up: every leg has ended before the call

@@ -91,6 +91,7 @@ class Leg:
         self.dialstatus: str | None = None
         self._digits: deque[str] = deque()
         self._extra_ids: set[str] = set()
+        self._hung_up = False
         router.register(self.mailbox, channel_id)
 
     # ---- events -----------------------------------------------------------------------------
@@ -261,11 +262,14 @@ class Leg:
 
     async def hangup(self, reason: str = "normal") -> None:
         """Hang up; a channel that is already gone counts as hung up."""
-        if self.gone and not self.in_stasis:
+        if (self.gone and not self.in_stasis) or self._hung_up:
             return
         for attempt in range(1, HANGUP_ATTEMPTS + 1):
             try:
                 await self.ari.hangup(self.id, reason)  # False (404): already gone
+                # Asterisk has it now; its StasisEnd may still be on the way, but asking
+                # again (the call's clean-up) would only cost a request and a 404.
+                self._hung_up = True
                 break
             except (BadRequest, Conflict, PreconditionFailed, UnprocessableEntity) as exc:
                 log.warning("hangup_refused", channel=self.id, error=str(exc))

@@ -13,6 +13,7 @@ class LegOutcome(StrEnum):
     FAILED = "failed"
     TAKEN_BY_OTHER = "taken_by_other"
     ABANDONED = "abandoned"  # the caller hung up while this leg was ringing or answering
+    CANCELLED = "cancelled"  # the controller stopped hunting: it is shutting down
 
 
 # Q.850 cause codes Asterisk reports on ChannelDestroyed / ChannelHangupRequest.

@@ -79,7 +79,8 @@ def retry_delay(failures: int, initial: float, maximum: float, rng: random.Rando
     Doubles from `initial` up to `maximum`, with jitter in [50%, 100%] so that several
     controllers coming back together do not hammer the database in step.
     """
-    base = min(maximum, initial * 2.0 ** max(0, failures - 1))
+    # The exponent stops growing long before it could overflow a float (after ~1024 failures).
+    base = min(maximum, initial * 2.0 ** min(max(0, failures - 1), 60))
     return base * (0.5 + 0.5 * rng.random())
 
 

@@ -170,15 +170,6 @@ def test_sigterm_hands_back_waiting_calls_and_leaves_the_conversation_talking(
         stack.hangup(calls[name])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "controller: at shutdown the hunt is cancelled and calls/flow.py call_responders sets "
-        "ctx.caller_gone = True for any cancellation, so the ringing leg of a handed-back call "
-        "is stored as 'abandoned' (the caller hung up) though the caller is alive in the "
-        "fallback; the schema allows 'cancelled' for this"
-    ),
-)
 def test_a_leg_hung_up_at_shutdown_is_not_recorded_as_abandoned_by_the_caller(
     stack: RealStack, calls: dict[str, str]
 ) -> None:
@@ -186,7 +177,7 @@ def test_a_leg_hung_up_at_shutdown_is_not_recorded_as_abandoned_by_the_caller(
         pytest.skip("needs the SIGTERM test before it")
     ringing = stack.alert_of(calls["ringing"])
     assert ringing is not None and ringing.legs[0]["ended_at"] is not None
-    assert ringing.outcomes != ["abandoned"], ringing.legs
+    assert ringing.outcomes == ["cancelled"], ringing.legs  # not "abandoned": the caller is alive
 
 
 def test_a_restarted_daemon_leaves_the_conversation_talking(
@@ -203,15 +194,6 @@ def test_a_restarted_daemon_leaves_the_conversation_talking(
     assert stack.daemon.logged("connected_call_left_alone")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "controller: a conversation left talking at shutdown is nobody's after a restart; when "
-        "the responder hangs up, the caller stays alone in the bridge (in Stasis, in silence) "
-        "and the bridge is never destroyed: the reconcile/sweep skips every channel in a bridge "
-        "(`connected_call_left_alone`) without looking whether its partner is still there"
-    ),
-)
 def test_when_the_left_conversation_ends_the_caller_is_released(
     stack: RealStack, calls: dict[str, str]
 ) -> None:
