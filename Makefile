@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The real-Asterisk suite (tests/asterisk) runs against this build prefix.
 ASTERISK_PREFIX ?= /opt/asterisk
 
-.PHONY: test test-asterisk demo bench lint typecheck clean
+.PHONY: test test-asterisk demo bench bench-asterisk lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The same job on a real Asterisk, with app_followme as the baseline (bench/README.md).
+bench-asterisk: $(STAMP)
+	ASTERISK_PREFIX="$(ASTERISK_PREFIX)" $(BIN)/python bench/real_asterisk.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check ari_controller tests bench

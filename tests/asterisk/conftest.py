@@ -164,7 +164,8 @@ def start_stack(
     `sections`: the configuration's users, schedules, policies and numbers (and optionally
     `asterisk` settings such as `sweep_interval_s`); connection sections are filled in.
     `dialplan(durations)`: the extra dialplan (the module's scripted phones), timed by the
-    rendered prompts. `proxy=True` puts an `EventsProxy` between the daemon and Asterisk.
+    rendered prompts. `proxy=True` puts an `EventsProxy` between the daemon and Asterisk;
+    `session_limit` sets Asterisk's http.conf sessionlimit.
     """
 
     @contextlib.contextmanager
@@ -175,6 +176,7 @@ def start_stack(
         *,
         proxy: bool = False,
         drain_s: float = 30.0,
+        session_limit: int | None = None,
     ) -> Iterator[RealStack]:
         work = Path(tempfile.mkdtemp(prefix=f"suite-{name}-"))
         # The prompts, rendered here first: the phones' timings depend on how long they play.
@@ -183,7 +185,9 @@ def start_stack(
         suite_loop.run(prepare_announcements(library, checked.numbers, work), 120)
         durations = Durations(library, {n.did: n for n in checked.numbers})
 
-        asterisk = ThrowawayAsterisk(asterisk_prefix, extra_dialplan=dialplan(durations))
+        asterisk = ThrowawayAsterisk(
+            asterisk_prefix, extra_dialplan=dialplan(durations), session_limit=session_limit
+        )
         database = f"suite_{name}_{secrets.token_hex(4)}"
         stack: RealStack | None = None
         daemon: DaemonProcess | None = None
