@@ -52,6 +52,9 @@ class CallContext:
     # How the call's clean-up leaves the caller: hung up, back in the dialplan, or still talking.
     ending: Literal["hang_up", "hand_back", "leave_connected"] = "hang_up"
     background: set[asyncio.Task[None]] = field(default_factory=set)
+    # Set once the accepting responder is in the bridge with the caller (or the call is over):
+    # the other responders are let go after it, so they never delay the connection.
+    connected: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def language(self) -> str:

@@ -140,6 +140,7 @@ async def talk(ctx: CallContext, accepted: Accepted) -> None:
     ctx.bridge_id = f"{ctx.call_id}-bridge"
     await ctx.ari.create_bridge(ctx.bridge_id, type="mixing", name=f"call {ctx.call_id}")
     await ctx.ari.add_channel(ctx.bridge_id, [ctx.caller.id, accepted.leg.id])
+    ctx.connected.set()
     journal.note("bridged", bridge=ctx.bridge_id, responder=accepted.responder.user_id)
 
     # A conversation has no time limit: only a hang-up on either side ends it.
@@ -170,6 +171,7 @@ async def _apologise(ctx: CallContext) -> None:
 
 async def _clean_up(ctx: CallContext) -> None:
     """No channel, bridge or playback of this call outlives it (unless it is left talking)."""
+    ctx.connected.set()  # whatever happened, responders still waiting are let go now
     try:
         async with asyncio.timeout(CLEANUP_LIMIT_S):
             if ctx.ending == "leave_connected":

@@ -26,6 +26,8 @@ log = structlog.get_logger(__name__)
 RING_GUARD_S = 5.0
 # Telling a responder the call was taken must not hold the call's clean-up for long.
 DISMISS_LIMIT_S = 15.0
+# Bridging the winner takes milliseconds; the others wait no longer than this to be let go.
+CONNECT_LIMIT_S = 2.0
 
 
 class Claim:
@@ -244,11 +246,24 @@ async def hunt_simultaneous(ctx: CallContext, plan: CallPlan) -> Accepted | None
                 return accepted
         return None
     finally:
-        for task in tasks:
-            task.cancel()
         if accepted is not None:
-            # The others are hung up (or told the call was taken) while the winner is being
-            # connected, not before; the conversation's end waits for them.
-            ctx.spawn(settle(*tasks))
+            # The others are hung up (or told the call was taken) once the winner is connected:
+            # their requests never queue ahead of the bridge's. The conversation's end waits.
+            ctx.spawn(_release_once_connected(ctx, tasks))
         else:
+            for task in tasks:
+                task.cancel()
             await settle(*tasks)  # the caller hung up: every leg has ended before the call
+
+
+async def _release_once_connected(
+    ctx: CallContext, tasks: list[asyncio.Task[Accepted | None]]
+) -> None:
+    try:
+        async with asyncio.timeout(CONNECT_LIMIT_S):
+            await ctx.connected.wait()
+    except TimeoutError:
+        pass  # connecting is taking long: let the others go anyway
+    for task in tasks:
+        task.cancel()
+    await settle(*tasks)
