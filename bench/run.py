@@ -413,8 +413,12 @@ async def one_run(settings: Settings, count: int, profile: bool = False) -> dict
         await controller.answer(STARTUP_TIMEOUT_S)
         token = base64.b64encode(f"{ARI_USER}:{ARI_PASSWORD}".encode()).decode()
         timeout = aiohttp.ClientTimeout(total=30)
+        # The phones' own connections count against the simulated sessionlimit (100, as
+        # Asterisk's) with the controller's 33 and the floor's 2: keep them well inside it.
         async with aiohttp.ClientSession(
-            headers={"Authorization": f"Basic {token}"}, timeout=timeout
+            headers={"Authorization": f"Basic {token}"},
+            timeout=timeout,
+            connector=aiohttp.TCPConnector(limit=PLACING_AT_ONCE),
         ) as session:
             caller = Caller(session, ari_url)
             stack = Stack(
