@@ -46,13 +46,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import yaml
 from asterisk_events import CallSeen, Expect, Observer
 from instruments import percentile
-from run import ARI_PASSWORD, Child, machine_busy_s, process_cpu_s
+from run import ARI_PASSWORD, Child, bounded, machine_busy_s, process_cpu_s
 
 from ari_controller.store.migrate import migrate
 from ari_controller.testing.asterisk import ThrowawayAsterisk
@@ -109,7 +109,6 @@ INSIDE_FIGURES = (
 )
 INSIDE_END_TIMEOUT_S = 180.0
 
-T = TypeVar("T")
 
 # Phones of the benchmark, added to the project's dialplan (the `caller` and `responders`
 # contexts of asterisk/extensions.conf gain these extensions) and the Asterisk-only baseline.
@@ -385,16 +384,6 @@ async def measure_idle(stack: Stack, seconds: float = IDLE_S) -> dict[str, float
     await asyncio.sleep(seconds)
     after, wall = stack.cpu(), time.monotonic() - started
     return {name: round((after[name] - before[name]) / wall, 4) for name in before}
-
-
-async def bounded(limit: int, jobs: list[Callable[[], Awaitable[T]]]) -> list[T]:
-    gate = asyncio.Semaphore(limit)
-
-    async def one(job: Callable[[], Awaitable[T]]) -> T:
-        async with gate:
-            return await job()
-
-    return await asyncio.gather(*(one(job) for job in jobs))
 
 
 async def place(stack: Stack, call: CallSeen, context: str, extension: str) -> None:

@@ -57,7 +57,7 @@ def postgres_dsn() -> Iterator[str]:
         server.stop()
 
 
-async def _create_database(admin_dsn: str, name: str) -> None:
+async def create_database(admin_dsn: str, name: str) -> None:
     conn = await asyncpg.connect(admin_dsn, timeout=10)
     try:
         await conn.execute(f'CREATE DATABASE "{name}"', timeout=30)
@@ -65,7 +65,7 @@ async def _create_database(admin_dsn: str, name: str) -> None:
         await conn.close(timeout=5)
 
 
-async def _drop_database(admin_dsn: str, name: str) -> None:
+async def drop_database(admin_dsn: str, name: str) -> None:
     conn = await asyncpg.connect(admin_dsn, timeout=10)
     try:
         # FORCE: a test that failed half-way may have left connections open.
@@ -78,10 +78,10 @@ async def _drop_database(admin_dsn: str, name: str) -> None:
 def database(postgres_dsn: str) -> Iterator[str]:
     """DSN of a new database with the schema applied, dropped after the test."""
     name = f"test_{secrets.token_hex(6)}"
-    run_async(lambda: _create_database(postgres_dsn, name))
+    run_async(lambda: create_database(postgres_dsn, name))
     dsn = dsn_with_database(postgres_dsn, name)
     try:
         run_async(lambda: migrate(dsn))
         yield dsn
     finally:
-        run_async(lambda: _drop_database(postgres_dsn, name))
+        run_async(lambda: drop_database(postgres_dsn, name))

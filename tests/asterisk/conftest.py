@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 
 from ari_controller.announcements import (
@@ -50,7 +49,7 @@ from tests.asterisk.stack import (
     daemon_command,
     write_config,
 )
-from tests.fixtures_postgres import dsn_with_database
+from tests.fixtures_postgres import create_database, drop_database, dsn_with_database
 
 ARI_PASSWORD_ENV = "SUITE_ARI_PASSWORD"
 # Set to a directory to keep each module's daemon log and Asterisk logs there.
@@ -121,22 +120,6 @@ class Durations:
         return self.of(*responder_sentences(self.numbers[did]))
 
 
-async def _create_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"', timeout=30)
-    finally:
-        await conn.close(timeout=5)
-
-
-async def _drop_database(admin_dsn: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_dsn, timeout=10)
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', timeout=30)
-    finally:
-        await conn.close(timeout=5)
-
-
 def _keep_logs(name: str, work: Path, asterisk: ThrowawayAsterisk) -> None:
     keep = os.environ.get(KEEP_LOGS_ENV)
     if not keep or asterisk.root is None:
@@ -194,7 +177,7 @@ def start_stack(
         try:
             asterisk.start()
             (asterisk.sounds_dir / "callrouting").symlink_to(prompts_dir)
-            suite_loop.run(_create_database(postgres_dsn, database))
+            suite_loop.run(create_database(postgres_dsn, database))
             dsn = dsn_with_database(postgres_dsn, database)
 
             events_proxy: EventsProxy | None = None
@@ -250,7 +233,7 @@ def start_stack(
             _keep_logs(name, work, asterisk)
             asterisk.stop()
             with contextlib.suppress(Exception):
-                suite_loop.run(_drop_database(postgres_dsn, database))
+                suite_loop.run(drop_database(postgres_dsn, database))
             shutil.rmtree(work, ignore_errors=True)
 
     return start
