@@ -40,6 +40,7 @@ def test_missing_binaries_give_a_clear_error(
     monkeypatch.setattr(postgres, "_DEBIAN_BINDIRS", str(tmp_path / "nothing" / "*" / "bin"))
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr(postgres, "embedded_postgres_bindir", lambda: None)
+    monkeypatch.delenv(postgres.POSTGRES_CHOICE_ENV, raising=False)
     with pytest.raises(PostgresNotFoundError, match="DATABASE_URL"):
         postgres.find_postgres_bindir()
     with pytest.raises(PostgresNotFoundError, match="no initdb"):
