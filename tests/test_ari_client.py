@@ -669,3 +669,31 @@ async def test_a_play_is_repeated_only_when_asterisk_has_no_such_playback(fake: 
         assert (await ari.play("c2", "sound:hello", playback_id="pb-2")).id == "pb-2"
         assert len(fake.seen("POST", "/channels/c2/play")) == 1
         assert len(fake.seen("GET", "/playbacks/pb-2")) == 1
+
+
+async def test_a_sent_originate_is_seen_through_before_its_cancellation(fake: FakeAri) -> None:
+    """The caller hangs up while a leg's originate is on its way: the leg will exist, so the
+    cancellation waits for Asterisk's answer (the hang-up that follows then finds the leg);
+    an originate still waiting for a free connection is simply not sent."""
+    answered = asyncio.Event()
+
+    async def slow(seen: SeenRequest) -> Reply | None:
+        await asyncio.sleep(0.3)
+        answered.set()
+        return (200, dict(CHANNEL_JSON, id=seen.query["channelId"]))
+
+    fake.before_reply = slow
+    # Two connections: one originate in flight at a time.
+    async with AriClient(fake.base_url, USER, PASSWORD, max_connections=2) as ari:
+        first = asyncio.ensure_future(ari.originate("Local/a@x", channel_id="leg-1", app="a"))
+        second = asyncio.ensure_future(ari.originate("Local/b@x", channel_id="leg-2", app="a"))
+        await asyncio.sleep(0.1)
+        first.cancel()
+        second.cancel()
+        started = time.monotonic()
+        for task in (first, second):
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        assert answered.is_set(), "the cancellation came before Asterisk answered"
+        assert time.monotonic() - started >= 0.15
+    assert [r.query["channelId"] for r in fake.seen("POST", "/channels")] == ["leg-1"]

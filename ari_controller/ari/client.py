@@ -334,10 +334,7 @@ class AriClient:
             "otherChannelId": other_channel_id,
         }
         body = {"variables": variables} if variables else None
-        async with self._originating:
-            data = await self._request(
-                "POST", "/channels", params, body=body, repeat=Repeat.BY_OUR_ID
-            )
+        data = await self._originate("/channels", params, body)
         return Channel.from_json(data) if data else Channel(id=channel_id)
 
     async def create_channel(
@@ -363,11 +360,27 @@ class AriClient:
             "otherChannelId": other_channel_id,
         }
         body = {"variables": variables} if variables else None
-        async with self._originating:
-            data = await self._request(
-                "POST", "/channels/create", params, body=body, repeat=Repeat.BY_OUR_ID
-            )
+        data = await self._originate("/channels/create", params, body)
         return Channel.from_json(data) if data else Channel(id=channel_id)
+
+    async def _originate(
+        self, path: str, params: Mapping[str, ParamValue], body: Mapping[str, Any] | None
+    ) -> Any:
+        """Place a channel; a cancelled wait for a free slot places nothing.
+
+        Once sent, the request is seen through even when the caller is cancelled meanwhile
+        (the caller hung up): Asterisk creates the channel anyway, and a hang-up sent before
+        it exists would find nothing (404) and leave a phone ringing for nobody. So the
+        cancellation is held until Asterisk has answered, and then raised."""
+        async with self._originating:
+            sent = asyncio.ensure_future(
+                self._request("POST", path, params, body=body, repeat=Repeat.BY_OUR_ID)
+            )
+            try:
+                return await asyncio.shield(sent)
+            except asyncio.CancelledError:
+                await asyncio.wait({sent})  # bounded by the request timeout
+                raise
 
     async def dial(
         self,
