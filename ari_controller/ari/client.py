@@ -419,10 +419,15 @@ class AriClient:
     ) -> Playback:
         """Start a playback. DTMF does not stop it, and it ends channel MOH for good."""
         params = {"media": media_list(media), "playbackId": playback_id, "lang": lang}
+        return await self._play(f"/channels/{_seg(channel_id)}/play", params, playback_id)
+
+    async def _play(
+        self, path: str, params: Mapping[str, ParamValue], playback_id: str
+    ) -> Playback:
         # Asterisk plays a reused playback id again (201, no 409): look before repeating.
         data = await self._request(
             "POST",
-            f"/channels/{_seg(channel_id)}/play",
+            path,
             params,
             repeat=Repeat.BY_OUR_ID,
             probe=f"/playbacks/{_seg(playback_id)}",
@@ -545,14 +550,7 @@ class AriClient:
         self, bridge_id: str, media: str | list[str], *, playback_id: str
     ) -> Playback:
         params = {"media": media_list(media), "playbackId": playback_id}
-        data = await self._request(
-            "POST",
-            f"/bridges/{_seg(bridge_id)}/play",
-            params,
-            repeat=Repeat.BY_OUR_ID,
-            probe=f"/playbacks/{_seg(playback_id)}",
-        )
-        return Playback.from_json(data) if data else Playback(id=playback_id)
+        return await self._play(f"/bridges/{_seg(bridge_id)}/play", params, playback_id)
 
     async def list_bridges(self) -> list[Bridge]:
         return [Bridge.from_json(item) for item in _objects(await self._get("/bridges"))]
