@@ -26,6 +26,8 @@ log = structlog.get_logger(__name__)
 RING_GUARD_S = 5.0
 # Telling a responder the call was taken must not hold the call's clean-up for long.
 DISMISS_LIMIT_S = 15.0
+# ChannelDestroyed follows a responder's hang-up within milliseconds; past this, it was lost.
+DESTROYED_LIMIT_S = 1.0
 # Bridging the winner takes milliseconds; the others wait no longer than this to be let go.
 CONNECT_LIMIT_S = 2.0
 
@@ -104,6 +106,8 @@ async def ring(
             await _dismiss(ctx, leg)
         elif not leg.gone:
             await leg.hangup()
+        else:
+            await leg.wait_destroyed(DESTROYED_LIMIT_S)  # the responder hung up: why, exactly
         ctx.journal.leg_ended(record, outcome, leg.cause)
         return outcome, None
     except asyncio.CancelledError:

@@ -86,6 +86,7 @@ class Leg:
         self.router = router
         self.mailbox = Mailbox()
         self.gone = False
+        self.destroyed = False  # Asterisk said ChannelDestroyed: its cause is the final word
         self.in_stasis = False
         self.cause: int | None = None
         self.dialstatus: str | None = None
@@ -105,6 +106,8 @@ class Leg:
                 self.gone = True
                 if kind == "StasisEnd":
                     self.in_stasis = False
+                elif kind == "ChannelDestroyed":
+                    self.destroyed = True
                 if event.cause is not None and (self.cause is None or kind == "ChannelDestroyed"):
                     self.cause = event.cause
             elif kind == "Dial" and event.dialstatus:
@@ -228,6 +231,19 @@ class Leg:
                 continue
             if event.type == RECONNECTED:
                 await self.check_alive()
+
+    async def wait_destroyed(self, timeout: float) -> None:
+        """After a hang-up from the far end, until Asterisk destroyed the channel: the
+        ChannelHangupRequest before it may carry another cause than the one of record."""
+        deadline = time.monotonic() + timeout
+        while not self.destroyed:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return  # the event was lost: the cause heard so far stands
+            try:
+                await self.next_event(left)
+            except TimeoutError:
+                return
 
     async def check_alive(self) -> None:
         """Ask Asterisk whether the channel still exists (after events may have been lost)."""

@@ -683,7 +683,9 @@ class RealStack:
             assert destroyed is not None, f"{leg['id']} is still up\n{story}"
             assert (leg["answered_at"] is not None) == observer.answered(leg["id"]), leg
             if leg["hangup_cause"] is not None:
-                assert leg["hangup_cause"] == destroyed.raw["cause"], leg
+                assert leg["hangup_cause"] == destroyed.raw["cause"], (
+                    f"{leg}\nAsterisk: {destroyed.raw}\n{story}"
+                )
             ended = [e for e in view.entries("leg_ended") if e["leg"] == leg["id"]]
             assert [e["outcome"] for e in ended] == [leg["outcome"]], leg
         # The timeline: complete and in order, from the call's start to its end.
