@@ -32,13 +32,9 @@ from ari_controller.store.records import (
     TimelineEvent,
     VoicemailStored,
 )
-from ari_controller.store.writer import (
-    SpoolInUseError,
-    StoreWriter,
-    apply_record,
-    group_statements,
-    statements,
-)
+from ari_controller.store.spool import SpoolInUseError
+from ari_controller.store.statements import apply_record, group_statements, statements
+from ari_controller.store.writer import StoreWriter
 from ari_controller.testing.postgres import PostgresNotFoundError, ThrowawayPostgres, free_port
 from tests.fixtures_postgres import run_async
 

@@ -292,7 +292,7 @@ def to_json(record: Record) -> str:
     for f in dataclasses.fields(record):
         body[f.name] = _encode(getattr(record, f.name))
     # default=str: timeline data may hold datetimes or enums; the database gets them as text
-    # too (see writer.apply_record), so the spooled record writes the same row.
+    # too (see statements.statements), so the spooled record writes the same row.
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
 
 

@@ -10,6 +10,9 @@ is unreachable the task retries with backoff and spools every pending record to
 restart too. A record the database refuses outright (a CHECK or foreign key violation:
 retrying gives the same answer) goes to `<spool_dir>/rejected.jsonl` instead of blocking every
 record behind it: when a batch is refused, its records are applied one by one to find it.
+
+What SQL a record becomes is `statements.py`; the files on disk are `spool.py`; this module is
+the queue, its order, and when to retry.
 """
 
 from __future__ import annotations
@@ -17,39 +20,22 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fcntl
 import itertools
-import json
-import os
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import asyncpg
 import structlog
 
-from ari_controller.store.records import (
-    AlertEscalated,
-    AlertOpened,
-    AlertRouted,
-    AlertStatusChanged,
-    CallAnswered,
-    CallEnded,
-    CallStarted,
-    LegAnswered,
-    LegEnded,
-    LegPlaced,
-    NotificationQueued,
-    Record,
-    TimelineEvent,
-    VoicemailStored,
-    from_json,
-    to_json,
-)
+from ari_controller.store.records import Record
+from ari_controller.store.spool import Spool, SpoolInUseError
+from ari_controller.store.statements import apply_record, apply_records
+
+__all__ = ["OnWrite", "SpoolInUseError", "StoreWriter", "is_refused", "retry_delay"]
 
 _logger = structlog.get_logger(__name__)
 
@@ -62,10 +48,6 @@ def _log(level: str, event: str, **fields: object) -> None:
 
 
 OnWrite = Callable[[float, bool], None]
-
-PENDING_FILE = "pending.jsonl"
-REJECTED_FILE = "rejected.jsonl"
-_LOCK_FILE = "writer.lock"
 
 # SQLSTATE classes where the server understood the statement and refused the data itself:
 # 22 data exception, 23 integrity constraint violation. Anything else (connection trouble,
@@ -96,246 +78,10 @@ def is_refused(exc: BaseException) -> bool:
     )
 
 
-Statement = tuple[str, tuple[Any, ...]]
-"""One SQL statement and its arguments."""
-
-
-def statements(record: Record) -> list[Statement]:
-    """The statements that apply `record`, in order; pure (no I/O), so they can be grouped.
-
-    Every statement is written so that applying the same record again, or an older record
-    after newer ones (a replayed spool), leaves the database as it was. A record of several
-    statements must be applied atomically (`apply_record` and the batches do so).
-    """
-    match record:
-        case AlertOpened():
-            return [
-                (
-                    "INSERT INTO alerts (id, number_did, number_name, route, caller_id,"
-                    " created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
-                    (
-                        record.alert_id,
-                        record.number_did,
-                        record.number_name,
-                        record.route,
-                        record.caller_id,
-                        record.created_at,
-                    ),
-                )
-            ]
-        case AlertRouted():
-            return [
-                (
-                    "UPDATE alerts SET route = $2 WHERE id = $1 AND route IS DISTINCT FROM $2",
-                    (record.alert_id, record.route),
-                )
-            ]
-        case CallStarted():
-            return [
-                (
-                    "INSERT INTO calls (id, alert_id, caller_channel_id, did, caller_id,"
-                    " started_at, answered_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-                    " ON CONFLICT (id) DO NOTHING",
-                    (
-                        record.call_id,
-                        record.alert_id,
-                        record.caller_channel_id,
-                        record.did,
-                        record.caller_id,
-                        record.started_at,
-                        record.answered_at,
-                    ),
-                )
-            ]
-        case CallAnswered():
-            return [
-                (
-                    "UPDATE calls SET answered_at = $2 WHERE id = $1 AND answered_at IS NULL",
-                    (record.call_id, record.answered_at),
-                )
-            ]
-        case TimelineEvent():
-            return [
-                (
-                    "INSERT INTO call_events (call_id, seq, at, kind, data)"
-                    " VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (call_id, seq) DO NOTHING",
-                    (
-                        record.call_id,
-                        record.seq,
-                        record.at,
-                        record.kind,
-                        json.dumps(dict(record.data), default=str),
-                    ),
-                )
-            ]
-        case LegPlaced():
-            return [
-                (
-                    "INSERT INTO call_legs (id, call_id, user_id, contact, mode, attempt,"
-                    " placed_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING",
-                    (
-                        record.leg_id,
-                        record.call_id,
-                        record.user_id,
-                        record.contact,
-                        record.mode,
-                        record.attempt,
-                        record.placed_at,
-                    ),
-                )
-            ]
-        case LegAnswered():
-            return [
-                (
-                    "UPDATE call_legs SET answered_at = $2 WHERE id = $1 AND answered_at IS NULL",
-                    (record.leg_id, record.answered_at),
-                )
-            ]
-        case LegEnded():
-            # A leg ends once: the first end recorded wins.
-            return [
-                (
-                    "UPDATE call_legs SET ended_at = $2, outcome = $3, hangup_cause = $4,"
-                    " answered_at = COALESCE(answered_at, $5)"
-                    " WHERE id = $1 AND ended_at IS NULL",
-                    (
-                        record.leg_id,
-                        record.ended_at,
-                        str(record.outcome),
-                        record.hangup_cause,
-                        record.answered_at,
-                    ),
-                )
-            ]
-        case AlertStatusChanged(status="accepted"):
-            return [
-                (
-                    "UPDATE alerts SET status = 'accepted', accepted_at = $2, accepted_by = $3"
-                    " WHERE id = $1 AND status = 'open'",
-                    (record.alert_id, record.at, record.by_user_id),
-                )
-            ]
-        case AlertStatusChanged():
-            return [
-                (
-                    "UPDATE alerts SET status = 'resolved', resolved_at = $2, resolved_by = $3"
-                    " WHERE id = $1 AND status <> 'resolved'",
-                    (record.alert_id, record.at, record.by_user_id),
-                )
-            ]
-        case AlertEscalated():
-            return [
-                (
-                    "UPDATE alerts SET escalation_count = $2, last_escalated_at = $3"
-                    " WHERE id = $1 AND escalation_count < $2",
-                    (record.alert_id, record.escalation, record.at),
-                )
-            ]
-        case VoicemailStored():
-            return [
-                (
-                    "INSERT INTO voicemails (id, call_id, alert_id, recording_name, duration_s,"
-                    " format, audio, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
-                    " ON CONFLICT (id) DO NOTHING",
-                    (
-                        record.voicemail_id,
-                        record.call_id,
-                        record.alert_id,
-                        record.recording_name,
-                        record.duration_s,
-                        record.format,
-                        record.audio,
-                        record.created_at,
-                    ),
-                ),
-                (
-                    "UPDATE alerts SET voicemail_id = $2 WHERE id = $1 AND voicemail_id IS NULL",
-                    (record.alert_id, record.voicemail_id),
-                ),
-            ]
-        case CallEnded():
-            return [
-                (
-                    "UPDATE calls SET ended_at = $2, outcome = $3"
-                    " WHERE id = $1 AND ended_at IS NULL",
-                    (record.call_id, record.ended_at, record.outcome),
-                ),
-                (
-                    "UPDATE alerts SET ended_reason = $2 WHERE id = $1 AND ended_reason IS NULL",
-                    (record.alert_id, record.outcome),
-                ),
-            ]
-        case NotificationQueued():
-            return [
-                (
-                    "INSERT INTO notification_outbox (notification_id, alert_id, kind, payload,"
-                    " created_at) VALUES ($1, $2, $3, $4::jsonb, $5)"
-                    " ON CONFLICT (notification_id) DO NOTHING",
-                    (
-                        record.notification_id,
-                        record.alert_id,
-                        record.kind,
-                        json.dumps(dict(record.payload), default=str),
-                        record.created_at,
-                    ),
-                )
-            ]
-        case _:
-            raise TypeError(f"not a store record: {record!r}")
-
-
-def group_statements(records: Iterable[Record]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """The records' statements in order, consecutive runs of the same SQL merged into one
-    (sql, [args, ...]) each: one `executemany`, one round trip, per run.
-
-    Only neighbours are merged, so every statement still runs after all those before it
-    (a call's row before its legs and events, an UPDATE after the INSERT it depends on).
-    """
-    runs: list[tuple[str, list[tuple[Any, ...]]]] = []
-    for record in records:
-        for sql, args in statements(record):
-            if runs and runs[-1][0] == sql:
-                runs[-1][1].append(args)
-            else:
-                runs.append((sql, [args]))
-    return runs
-
-
-async def apply_record(conn: Any, record: Record, *, timeout_s: float = 10.0) -> bool:
-    """Apply one record; True if it changed the database, False if it was already applied."""
-    (sql, args), *more = statements(record)
-    if not more:
-        status = await conn.execute(sql, *args, timeout=timeout_s)
-    else:
-        async with conn.transaction():
-            status = await conn.execute(sql, *args, timeout=timeout_s)
-            for sql, args in more:
-                await conn.execute(sql, *args, timeout=timeout_s)
-    # asyncpg returns the command tag, e.g. "INSERT 0 1" or "UPDATE 0".
-    return not str(status).endswith(" 0")
-
-
-async def apply_records(conn: Any, records: Iterable[Record], *, timeout_s: float = 10.0) -> None:
-    """Apply records in order, each run of the same statement as one `executemany`.
-
-    Call it inside a transaction: a run is applied as a whole or not at all, and a record of
-    several statements is atomic only within the caller's transaction.
-    """
-    for sql, rows in group_statements(records):
-        if len(rows) == 1:
-            await conn.execute(sql, *rows[0], timeout=timeout_s)
-        else:
-            await conn.executemany(sql, rows, timeout=timeout_s)
-
-
 @dataclass(slots=True)
 class _Pending:
     record: Record
     spooled: bool
-
-
-class SpoolInUseError(RuntimeError):
-    """Another writer (in this or another process) holds the spool directory."""
 
 
 class StoreWriter:
@@ -362,7 +108,7 @@ class StoreWriter:
         rng: random.Random | None = None,
     ) -> None:
         self._dsn = dsn
-        self._spool_dir = Path(spool_dir)
+        self._spool = Spool(Path(spool_dir))
         self._pool_min = pool_min
         self._pool_max = pool_max
         self._retry_initial = retry_initial
@@ -378,8 +124,6 @@ class StoreWriter:
         self._progress = asyncio.Condition()
         self._task: asyncio.Task[None] | None = None
         self._pool: Any = None
-        self._lock_file: IO[bytes] | None = None
-        self._spool_has_lines = False
         self._stopping = False
         self._closed = False
 
@@ -403,11 +147,11 @@ class StoreWriter:
 
     @property
     def pending_path(self) -> Path:
-        return self._spool_dir / PENDING_FILE
+        return self._spool.pending_path
 
     @property
     def rejected_path(self) -> Path:
-        return self._spool_dir / REJECTED_FILE
+        return self._spool.rejected_path
 
     def submit(self, record: Record) -> None:
         """Queue a record for writing. Returns at once, never raises."""
@@ -466,12 +210,10 @@ class StoreWriter:
         self._closed = True  # from here on, submit() spools directly
         if self._queue:
             await self._spool_pending()
-        elif self._spool_has_lines:
-            await asyncio.to_thread(self._truncate_spool)
+        elif self._spool.has_lines:
+            await asyncio.to_thread(self._spool.truncate)
         await self._close_pool()
-        if self._lock_file is not None:
-            self._lock_file.close()  # releases the flock
-            self._lock_file = None
+        self._spool.release()
         if self._queue:
             _log("warning", "store_closed_with_pending", pending=len(self._queue))
         return flushed
@@ -485,9 +227,9 @@ class StoreWriter:
                 if self._queue:
                     await self._write_queue()
                     continue
-                if self._spool_has_lines:
+                if self._spool.has_lines:
                     # Everything in the spool is in the database now.
-                    await asyncio.to_thread(self._truncate_spool)
+                    await asyncio.to_thread(self._spool.truncate)
                 if self._stopping:
                     return
                 self._wake.clear()
@@ -618,16 +360,7 @@ class StoreWriter:
             error=str(exc),
             kept_in=str(self.rejected_path),
         )
-        line = json.dumps(
-            {
-                "rejected_at": datetime.now(UTC).isoformat(),
-                "error": f"{type(exc).__name__}: {exc}",
-                "sqlstate": getattr(exc, "sqlstate", None),
-                "record": json.loads(to_json(entry.record)),
-            },
-            ensure_ascii=False,
-        )
-        await asyncio.to_thread(_append_lines, self.rejected_path, [line])
+        await asyncio.to_thread(self._spool.reject, entry.record, exc)
 
     # --- the spool ----------------------------------------------------------------------------
     # Invariant: the queue is [records already in pending.jsonl] + [records only in memory].
@@ -648,11 +381,9 @@ class StoreWriter:
         todo = [entry for entry in entries if not entry.spooled]
         if not todo:
             return
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
-        _append_lines(self.pending_path, [to_json(entry.record) for entry in todo])
+        self._spool.append([entry.record for entry in todo])
         for entry in todo:
             entry.spooled = True
-        self._spool_has_lines = True
 
     def _spool_now_blocking(self) -> None:
         try:
@@ -660,50 +391,10 @@ class StoreWriter:
         except Exception as exc:
             _log("error", "store_spool_failed", error=str(exc), pending=len(self._queue))
 
-    def _truncate_spool(self) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.pending_path.unlink()
-        self._spool_has_lines = False
-
     def _open_spool(self) -> list[Record]:
         """Take the spool directory for this writer and read what an earlier run left."""
-        self._spool_dir.mkdir(parents=True, exist_ok=True)
-        if self._lock_file is None:
-            lock_file = (self._spool_dir / _LOCK_FILE).open("ab")
-            try:
-                fcntl.flock(lock_file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                lock_file.close()
-                raise SpoolInUseError(
-                    f"spool directory {self._spool_dir} is used by another store writer"
-                ) from None
-            self._lock_file = lock_file
-        try:
-            text = self.pending_path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return []
-        self._spool_has_lines = True
-        records: list[Record] = []
-        unreadable: list[str] = []
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                records.append(from_json(line))
-            except ValueError as exc:
-                # A torn last line after a crash, or a hand-edited file: keep it aside.
-                _log("error", "store_spool_line_unreadable", line=number, error=str(exc))
-                unreadable.append(
-                    json.dumps({"error": f"unreadable spool line: {exc}", "line": line})
-                )
-        if unreadable:
-            _append_lines(self.rejected_path, unreadable)
-            self.rejected += len(unreadable)
+        records, unreadable = self._spool.open()
+        for number, error in unreadable:
+            _log("error", "store_spool_line_unreadable", line=number, error=error)
+        self.rejected += len(unreadable)
         return records
-
-
-def _append_lines(path: Path, lines: list[str]) -> None:
-    with path.open("a", encoding="utf-8") as spool:
-        spool.write("".join(line + "\n" for line in lines))
-        spool.flush()
-        os.fsync(spool.fileno())
