@@ -95,7 +95,7 @@ class AlertRecords:
 
     def leg_ended(self, call_id: str, leg: LegRecord) -> None:
         assert leg.outcome is not None and leg.ended_at is not None
-        outcome = cast("r.LegOutcome", str(leg.outcome))
+        outcome = leg.outcome
         ended_at = leg.ended_at
         self._put(
             lambda: r.LegEnded(

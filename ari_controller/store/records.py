@@ -3,12 +3,17 @@
 Each record carries every id it needs (chosen by the controller, never by the database), so
 applying it is idempotent and it can be retried, spooled to disk and replayed after a restart.
 `to_json`/`from_json` are the spool format: one JSON object per line.
+
+The call's journal (`calls/journal.py`) is the one place that makes these records; the SQL
+each becomes is in `statements.py`. A new fact about a call is a new record here, emitted by
+the journal, given its statements there (and a migration in `schema.sql` if it needs a column).
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
+import enum
 import json
 import re
 import types
@@ -19,21 +24,12 @@ from datetime import datetime
 from typing import Any, Literal, TypeAlias, Union
 from uuid import UUID
 
+from ari_controller.calls.outcomes import LegOutcome
+
 AlertStatus: TypeAlias = Literal["accepted", "resolved"]
 LegMode: TypeAlias = Literal["sequential", "simultaneous"]
-LegOutcome: TypeAlias = Literal[
-    "accepted",
-    "busy",
-    "no_answer",
-    "declined",
-    "failed",
-    "taken_by_other",
-    "abandoned",
-    "cancelled",
-]
 
 LEG_MODES: frozenset[str] = frozenset(typing.get_args(LegMode))
-LEG_OUTCOMES: frozenset[str] = frozenset(typing.get_args(LegOutcome))
 ALERT_STATUSES: frozenset[str] = frozenset(typing.get_args(AlertStatus))
 
 
@@ -90,17 +86,9 @@ class CallStarted:
 
 
 @dataclass(frozen=True, slots=True)
-class CallAnswered:
-    call_id: UUID
-    answered_at: datetime
-
-    def __post_init__(self) -> None:
-        _require_aware(answered_at=self.answered_at)
-
-
-@dataclass(frozen=True, slots=True)
 class TimelineEvent:
-    """One step of a call's timeline; seq is the call's own counter, starting at 0."""
+    """One step of a call's timeline; seq is the call's own counter (the journal counts from 1;
+    the schema accepts 0 too)."""
 
     call_id: UUID
     seq: int
@@ -138,27 +126,18 @@ class LegPlaced:
 
 
 @dataclass(frozen=True, slots=True)
-class LegAnswered:
-    leg_id: str
-    answered_at: datetime
-
-    def __post_init__(self) -> None:
-        _require_aware(answered_at=self.answered_at)
-
-
-@dataclass(frozen=True, slots=True)
 class LegEnded:
     leg_id: str
     ended_at: datetime
     outcome: LegOutcome
     hangup_cause: int | None
     answered_at: datetime | None = None
-    """Set when known; an earlier LegAnswered is kept when this is None."""
+    """Set when the leg was answered; an answer time already stored is kept."""
 
     def __post_init__(self) -> None:
         _require_aware(ended_at=self.ended_at, answered_at=self.answered_at)
-        if self.outcome not in LEG_OUTCOMES:
-            raise ValueError(f"outcome must be one of {sorted(LEG_OUTCOMES)}, got {self.outcome!r}")
+        if not isinstance(self.outcome, LegOutcome):
+            raise ValueError(f"outcome must be one of {sorted(LegOutcome)}, got {self.outcome!r}")
         if self.hangup_cause is not None and not 0 <= self.hangup_cause <= 127:
             raise ValueError(f"hangup_cause must be a Q.850 cause 0..127, got {self.hangup_cause}")
 
@@ -241,10 +220,8 @@ Record: TypeAlias = (
     AlertOpened
     | AlertRouted
     | CallStarted
-    | CallAnswered
     | TimelineEvent
     | LegPlaced
-    | LegAnswered
     | LegEnded
     | AlertStatusChanged
     | AlertEscalated
@@ -283,6 +260,8 @@ def _decode(value: object, annotation: object) -> object:
         return base64.b64decode(value.encode("ascii"), validate=True)
     if annotation is float and isinstance(value, int):
         return float(value)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return annotation(value)  # ValueError for a value that is not a member
     return value
 
 

@@ -16,10 +16,8 @@ from ari_controller.store.records import (
     AlertOpened,
     AlertRouted,
     AlertStatusChanged,
-    CallAnswered,
     CallEnded,
     CallStarted,
-    LegAnswered,
     LegEnded,
     LegPlaced,
     NotificationQueued,
@@ -79,13 +77,6 @@ def statements(record: Record) -> list[Statement]:
                     ),
                 )
             ]
-        case CallAnswered():
-            return [
-                (
-                    "UPDATE calls SET answered_at = $2 WHERE id = $1 AND answered_at IS NULL",
-                    (record.call_id, record.answered_at),
-                )
-            ]
         case TimelineEvent():
             return [
                 (
@@ -116,13 +107,6 @@ def statements(record: Record) -> list[Statement]:
                     ),
                 )
             ]
-        case LegAnswered():
-            return [
-                (
-                    "UPDATE call_legs SET answered_at = $2 WHERE id = $1 AND answered_at IS NULL",
-                    (record.leg_id, record.answered_at),
-                )
-            ]
         case LegEnded():
             # A leg ends once: the first end recorded wins.
             return [
@@ -133,7 +117,7 @@ def statements(record: Record) -> list[Statement]:
                     (
                         record.leg_id,
                         record.ended_at,
-                        str(record.outcome),
+                        record.outcome.value,
                         record.hangup_cause,
                         record.answered_at,
                     ),
