@@ -35,12 +35,11 @@ from ari_controller.alert_records import AlertRecords
 from ari_controller.announcements import prepare_announcements
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
-from ari_controller.calls.context import Planner
 from ari_controller.calls.journal import Clock, utc_now
 from ari_controller.config import Config, ConfigError, load_config
 from ari_controller.controller import CallSetup, Controller
 from ari_controller.metrics import Metrics
-from ari_controller.oncall.plan import CallPlan, Directory, plan
+from ari_controller.planning import make_planner
 from ari_controller.prompts.library import PromptLibrary, media_routes
 from ari_controller.prompts.tts import SpeechEngine, engine_from_config
 from ari_controller.speech.listening import load_speech_models
@@ -56,17 +55,6 @@ READY_DB_TIMEOUT_S = 2.0
 FLUSH_AT_STOP_S = 10.0
 # Sections a reload cannot change under running connections: they need a restart.
 RESTART_ONLY_SECTIONS = ("asterisk", "database", "http", "prompts")
-
-
-def make_planner(config: Config) -> Planner:
-    """Schedules compiled once per configuration; each call plans for its own moment."""
-    directory = Directory.build(config.users, config.schedules)
-    policies = {p.id: p for p in config.escalation_policies}
-
-    def planner(policy_id: str, at: dt.datetime, rng: random.Random) -> CallPlan:
-        return plan(policies[policy_id], at, rng, directory)
-
-    return planner
 
 
 def resolve(base_dir: Path, value: str) -> Path:

@@ -1,6 +1,7 @@
 """What a caller of a number would get at a given moment: greeting, menu, route and call plan.
 
-Pure: the moment, the menu choice and the random source are arguments.
+Worked out, not tried: no call is made. The moment, the menu choice and the random source are
+arguments; the menu and the plan are the ones a real call uses (calls.menu, planning).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import random
 from typing import Any
 
 from ari_controller.announcements import greeting_and_menu
+from ari_controller.calls.menu import Menu
 from ari_controller.config import Config
 from ari_controller.numbers import select_routes
-from ari_controller.oncall.plan import Directory, plan
+from ari_controller.planning import PolicyPlanner, make_planner
 
 
 class UnknownNumber(LookupError):
@@ -25,7 +27,7 @@ def explain(
     at: dt.datetime,
     choice: str | None,
     rng: random.Random,
-    directory: Directory | None = None,
+    planner: PolicyPlanner | None = None,
 ) -> dict[str, Any]:
     number = config.number(did)
     if number is None:
@@ -56,19 +58,18 @@ def explain(
         return report
     if not selection.routes:
         return report
-    if choice is None and len(selection.routes) == 1:
-        choice = selection.routes[0][0]
+    menu = Menu(tuple(selection.routes), number.menu)
+    if choice is None and not menu.needs_asking():
+        choice = menu.only_route().digit
     if choice is None:
         report["outcome"] = "menu"
         return report
-    route = next((r for d, r in selection.routes if d == choice), None)
+    route = menu.route_for_digit(choice)
     if route is None:
         report["outcome"] = "invalid_choice"
         report["choice"] = choice
         return report
-    directory = directory or Directory.build(config.users, config.schedules)
-    policies = {p.id: p for p in config.escalation_policies}
-    call_plan = plan(policies[route.policy], at, rng, directory)
+    call_plan = (planner or make_planner(config))(route.policy, at, rng)
     report["route"] = {"digit": choice, "label": route.label, "policy": route.policy}
     report["mode"] = route.mode or number.mode
     report["outcome"] = "call" if call_plan.responders else "nobody_on_call"
