@@ -31,7 +31,6 @@ import structlog
 from aiohttp import web
 
 from ari_controller import systemd
-from ari_controller.alert_records import AlertRecords
 from ari_controller.announcements import prepare_announcements
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
@@ -163,7 +162,7 @@ class Daemon:
             self.ari,
             self.router,
             setup,
-            AlertRecords(self.writer.submit),
+            self.writer.submit,
             clock=self.clock,
             rng=self.rng,
             on_call_started=self.metrics.call_started,

@@ -19,7 +19,7 @@ from ari_controller.ari.events import EventRouter
 from ari_controller.ari.models import AriEvent, Channel
 from ari_controller.calls.context import CallContext, Planner, Prompts
 from ari_controller.calls.flow import handle_call
-from ari_controller.calls.journal import AlertSummary, CallJournal, Clock, StoreSink, utc_now
+from ari_controller.calls.journal import AlertSummary, CallJournal, Clock, Emit, utc_now
 from ari_controller.calls.leg import RECONNECTED, Leg
 from ari_controller.config import Config
 from ari_controller.logging import bind_call
@@ -59,7 +59,7 @@ class Controller:
     ari: AriClient
     router: EventRouter
     setup: CallSetup
-    sink: StoreSink
+    emit: Emit
     clock: Clock = utc_now
     rng: random.Random = field(default_factory=random.Random)
     on_call_started: Callable[[CallContext], None] | None = None
@@ -135,7 +135,7 @@ class Controller:
             caller=caller,
             caller_id=caller_id,
             prompts=setup.prompts,
-            journal=CallJournal(alert, self.sink, self.clock),
+            journal=CallJournal(alert, self.emit, self.clock),
             planner=setup.planner,
             clock=self.clock,
             rng=self.rng,

@@ -179,7 +179,7 @@ async def serve(args: argparse.Namespace) -> None:
     await daemon.start()
     if args.without_store:
         # Diagnostic: what the calls cost without the database (records are dropped).
-        daemon.controller.sink._submit = lambda record: None  # type: ignore[attr-defined]
+        daemon.controller.emit = lambda record: None
     if not args.gc_default:
         tune_garbage_collector()  # as `ari-controller run` does
     instruments.calls_in_progress = lambda: len(daemon.controller.calls)

@@ -1,19 +1,32 @@
-"""A call's timeline: every step, in order, kept in memory and handed to the store.
+"""A call's timeline and facts: every step, in order, kept in memory and handed to the store.
 
-The same entries are the audit record in Postgres and what the demo prints. Handing them to
-the store never blocks the call: the sink is synchronous and queues.
+The same entries are the audit record in Postgres and what the demo prints. Every fact goes
+to the store as typed records (`store.records`) through one callable, `emit`, which must not
+block and must not raise (the store writer's `submit` queues). This module is the one place
+that says which records a call fact becomes; `store/statements.py` says what SQL each is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+import structlog
 
 from ari_controller.calls.outcomes import LegOutcome
+from ari_controller.store import records as r
+
+log = structlog.get_logger(__name__)
 
 Clock = Callable[[], dt.datetime]
+Emit = Callable[[r.Record], None]
+"""Where a call's records go, in order: queues them, never blocks, never raises."""
+
+# The alert statuses the store records (an alert is "open" from its AlertOpened on).
+_STORED_STATUSES: dict[str, r.AlertStatus] = {"accepted": "accepted", "resolved": "resolved"}
 
 
 def utc_now() -> dt.datetime:
@@ -60,53 +73,78 @@ class AlertSummary:
     escalations: int = 0
 
 
-class StoreSink(Protocol):
-    """Where a call's facts go; implementations must not block and must not raise."""
-
-    def alert_opened(self, alert: AlertSummary) -> None: ...
-    def timeline(self, call_id: str, entry: TimelineEntry) -> None: ...
-    def leg_placed(self, call_id: str, leg: LegRecord) -> None: ...
-    def leg_ended(self, call_id: str, leg: LegRecord) -> None: ...
-    def route_chosen(self, alert: AlertSummary) -> None: ...
-    def alert_status(self, alert: AlertSummary, at: dt.datetime) -> None: ...
-    def alert_escalated(self, alert: AlertSummary, at: dt.datetime, reason: str) -> None: ...
-    def voicemail(
-        self,
-        alert: AlertSummary,
-        name: str,
-        duration_s: float | None,
-        audio: bytes | None,
-        at: dt.datetime,
-    ) -> None: ...
-    def call_ended(self, alert: AlertSummary, at: dt.datetime) -> None: ...
-
-
 @dataclass
 class CallJournal:
+    """One call's facts: its timeline (`entries`, numbered from 1), its responder legs, and the
+    alert summary; and the store records they become, handed to `emit` as each fact happens.
+
+    Owns: the order and numbering of the timeline, the alert's status/route/escalation count
+    as the store sees them, and the one mapping from a call fact to store records (alert,
+    call, legs, timeline events, voicemail, notification outbox). Must not touch: Asterisk,
+    the database or the disk (it only emits records), any clock but `clock`; and it never
+    raises into the call or waits: a record that cannot be built is logged and dropped.
+    """
+
     alert: AlertSummary
-    sink: StoreSink
+    emit: Emit
     clock: Clock = utc_now
     entries: list[TimelineEntry] = field(default_factory=list)
     legs: list[LegRecord] = field(default_factory=list)
 
     def open(self) -> None:
-        self.sink.alert_opened(self.alert)
-        self.note("call_started", caller_id=self.alert.caller_id, did=self.alert.did)
+        alert = self.alert
+        self._emit(
+            lambda: r.AlertOpened(
+                uuid.UUID(alert.alert_id),
+                alert.did,
+                alert.number_name,
+                alert.route,
+                alert.caller_id,
+                alert.opened_at,
+            )
+        )
+        self._emit(
+            lambda: r.CallStarted(
+                uuid.UUID(alert.call_id),
+                uuid.UUID(alert.alert_id),
+                alert.caller_channel,
+                alert.did,
+                alert.caller_id,
+                alert.opened_at,
+                alert.opened_at,
+            )
+        )
+        self._notify("alert_opened", alert.opened_at)
+        self.note("call_started", caller_id=alert.caller_id, did=alert.did)
 
     def note(self, kind: str, **data: Any) -> TimelineEntry:
         entry = TimelineEntry(len(self.entries) + 1, self.clock(), kind, data)
         self.entries.append(entry)
-        self.sink.timeline(self.alert.call_id, entry)
+        call_id = self.alert.call_id
+        self._emit(lambda: r.TimelineEvent(uuid.UUID(call_id), entry.seq, entry.at, kind, data))
         return entry
 
     def route_chosen(self, digit: str, label: str, how: str) -> None:
         self.alert.route = label
         self.note("route_chosen", digit=digit, route=label, how=how)
-        self.sink.route_chosen(self.alert)
+        alert_id = self.alert.alert_id
+        self._emit(lambda: r.AlertRouted(uuid.UUID(alert_id), label))
 
     def leg_placed(self, leg: LegRecord) -> None:
         self.legs.append(leg)
-        self.sink.leg_placed(self.alert.call_id, leg)
+        mode: r.LegMode = "simultaneous" if leg.mode == "simultaneous" else "sequential"
+        call_id = self.alert.call_id
+        self._emit(
+            lambda: r.LegPlaced(
+                leg.leg_id,
+                uuid.UUID(call_id),
+                leg.user_id,
+                leg.contact,
+                mode,
+                leg.order,
+                leg.placed_at,
+            )
+        )
         self.note(
             "leg_placed",
             leg=leg.leg_id,
@@ -123,10 +161,12 @@ class CallJournal:
     def leg_ended(self, leg: LegRecord, outcome: LegOutcome, cause: int | None) -> None:
         if leg.outcome is not None:
             return  # a leg ends once; later hang-up events add nothing
-        leg.ended_at = self.clock()
+        ended_at = self.clock()
+        leg.ended_at = ended_at
         leg.outcome = outcome
         leg.hangup_cause = cause
-        self.sink.leg_ended(self.alert.call_id, leg)
+        answered_at = leg.answered_at
+        self._emit(lambda: r.LegEnded(leg.leg_id, ended_at, outcome, cause, answered_at))
         self.note(
             "leg_ended",
             leg=leg.leg_id,
@@ -145,13 +185,20 @@ class CallJournal:
             self.alert.accepted_by = accepted_by
         now = self.clock()
         self.note("alert_" + status, by=accepted_by)
-        self.sink.alert_status(self.alert, now)
+        stored = _STORED_STATUSES.get(status)
+        if stored is None:
+            return
+        alert_id, by = self.alert.alert_id, self.alert.accepted_by
+        self._emit(lambda: r.AlertStatusChanged(uuid.UUID(alert_id), stored, now, by))
+        self._notify(f"alert_{stored}", now)
 
     def escalate(self, reason: str) -> None:
         self.alert.escalations += 1
         now = self.clock()
         self.note("alert_escalated", reason=reason)
-        self.sink.alert_escalated(self.alert, now, reason)
+        count, alert_id = self.alert.escalations, self.alert.alert_id
+        self._emit(lambda: r.AlertEscalated(uuid.UUID(alert_id), count, now))
+        self._notify("alert_escalated", now, reason=reason, escalation=count)
 
     def voicemail(self, name: str, duration_s: float | None, audio: bytes | None) -> None:
         self.alert.voicemail_name = name
@@ -162,7 +209,19 @@ class CallJournal:
             duration_s=duration_s,
             bytes=len(audio) if audio else 0,
         )
-        self.sink.voicemail(self.alert, name, duration_s, audio, now)
+        call_id, alert_id = self.alert.call_id, self.alert.alert_id
+        self._emit(
+            lambda: r.VoicemailStored(
+                uuid.uuid4(),
+                uuid.UUID(call_id),
+                uuid.UUID(alert_id),
+                name,
+                duration_s,
+                "wav",
+                audio,
+                now,
+            )
+        )
 
     def end(self, reason: str) -> None:
         if self.alert.ended_reason is not None:
@@ -170,4 +229,33 @@ class CallJournal:
         self.alert.ended_reason = reason
         now = self.clock()
         self.note("call_ended", reason=reason)
-        self.sink.call_ended(self.alert, now)
+        call_id, alert_id, outcome = self.alert.call_id, self.alert.alert_id, reason or "ended"
+        self._emit(lambda: r.CallEnded(uuid.UUID(call_id), uuid.UUID(alert_id), now, outcome))
+
+    # ---- the records ------------------------------------------------------------------------
+
+    def _emit(self, build: Callable[[], r.Record]) -> None:
+        # A record that cannot even be built is a bug worth a loud log, never a dropped call.
+        try:
+            record = build()
+        except (ValueError, TypeError) as exc:
+            log.error("record_rejected", error=str(exc))
+            return
+        self.emit(record)
+
+    def _notify(self, kind: str, at: dt.datetime, **extra: Any) -> None:
+        """Queue an alert change for webhooks and chat (the notification outbox)."""
+        alert = self.alert
+        payload = {
+            "alert_id": alert.alert_id,
+            "number": alert.did,
+            "number_name": alert.number_name,
+            "route": alert.route,
+            "caller_id": alert.caller_id,
+            "status": alert.status,
+            "accepted_by": alert.accepted_by,
+            **extra,
+        }
+        self._emit(
+            lambda: r.NotificationQueued(uuid.uuid4(), uuid.UUID(alert.alert_id), kind, payload, at)
+        )
