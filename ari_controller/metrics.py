@@ -15,12 +15,22 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from ari_controller.ari.client import RepeatedRequest
 from ari_controller.calls.context import CallContext
+from ari_controller.calls.outcomes import LegOutcome
 
 # The `*_created` timestamp series double the output and no dashboard reads them.
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 
 class Metrics:
+    """Every series the daemon exposes, in a registry of its own, and the hooks that count.
+
+    Owns: the registry and how the daemon's reports (a call started or finished, an unknown
+    number, a store write, a closed ARI connection) become counts. A finished call is read from
+    its journal's typed values (`alert`, `legs`, `heard`), never from timeline entries. Must
+    not touch: the call, its journal or the store (it reads, never changes), ARI, the clock;
+    every hook is quick and synchronous, called from the event loop.
+    """
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.calls = Counter(
@@ -110,12 +120,10 @@ class Metrics:
         self.calls_in_progress.dec()
         journal = ctx.journal
         self.calls.labels(journal.alert.ended_reason or "unknown").inc()
-        for entry in journal.entries:
-            if entry.kind == "speech_heard":
-                data = entry.data
-                self.speech_utterances.labels(data["party"], data["result"]).inc()
-                if data["result"] not in ("silence", "unreadable"):
-                    self.speech_decode_seconds.observe(data["decode_ms"] / 1000)
+        for heard in journal.heard:
+            self.speech_utterances.labels(heard.party, heard.result).inc()
+            if heard.decoded:
+                self.speech_decode_seconds.observe(heard.decode_ms / 1000)
         legs = journal.legs
         for leg in legs:
             if leg.outcome is not None:
@@ -126,9 +134,7 @@ class Metrics:
         ends = [leg.ended_at for leg in legs if leg.ended_at is not None]
         if ends:
             self.hunt_duration.observe((max(ends) - first).total_seconds())
-        accepted = [
-            leg for leg in legs if leg.outcome is not None and leg.outcome.value == "accepted"
-        ]
+        accepted = [leg for leg in legs if leg.outcome is LegOutcome.ACCEPTED]
         if accepted and accepted[0].ended_at is not None:
             self.time_to_answer.observe((accepted[0].ended_at - first).total_seconds())
 

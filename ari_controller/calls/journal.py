@@ -12,7 +12,7 @@ import datetime as dt
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypeAlias
 
 import structlog
 
@@ -31,6 +31,44 @@ _STORED_STATUSES: dict[str, r.AlertStatus] = {"accepted": "accepted", "resolved"
 
 def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+Party: TypeAlias = Literal["caller", "responder"]
+# counted: a phrase at or above the threshold; rejected: words that did not count; silence:
+# no voice; too_slow: decoding outlasted recognize_timeout_s; unreadable: a broken file.
+HeardResult: TypeAlias = Literal["counted", "rejected", "silence", "too_slow", "unreadable"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechHeard:
+    """One utterance listened to on this call and what became of it: the `speech_heard`
+    timeline entry and the speech metrics are both made from this value."""
+
+    party: Party
+    leg: str | None  # the responder's leg; None for the caller
+    result: HeardResult
+    phrase: str | None
+    confidence: float
+    detail: str
+    decode_ms: int
+
+    @property
+    def decoded(self) -> bool:
+        """A decoder ran on it (so its decoding time means something)."""
+        return self.result not in ("silence", "unreadable")
+
+    def timeline_data(self) -> dict[str, Any]:
+        where: dict[str, Any] = {"party": self.party}
+        if self.leg is not None:
+            where["leg"] = self.leg
+        return {
+            **where,
+            "result": self.result,
+            "phrase": self.phrase,
+            "confidence": self.confidence,
+            "detail": self.detail,
+            "decode_ms": self.decode_ms,
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,8 +117,9 @@ class CallJournal:
     alert summary; and the store records they become, handed to `emit` as each fact happens.
 
     Owns: the order and numbering of the timeline, the alert's status/route/escalation count
-    as the store sees them, and the one mapping from a call fact to store records (alert,
-    call, legs, timeline events, voicemail, notification outbox). Must not touch: Asterisk,
+    as the store sees them, the utterances heard (`heard`, typed, for the metrics), and the one
+    mapping from a call fact to store records (alert, call, legs, timeline events, voicemail,
+    notification outbox). Must not touch: Asterisk,
     the database or the disk (it only emits records), any clock but `clock`; and it never
     raises into the call or waits: a record that cannot be built is logged and dropped.
     """
@@ -90,6 +129,7 @@ class CallJournal:
     clock: Clock = utc_now
     entries: list[TimelineEntry] = field(default_factory=list)
     legs: list[LegRecord] = field(default_factory=list)
+    heard: list[SpeechHeard] = field(default_factory=list)
 
     def open(self) -> None:
         alert = self.alert
@@ -129,6 +169,11 @@ class CallJournal:
         self.note("route_chosen", digit=digit, route=label, how=how)
         alert_id = self.alert.alert_id
         self._emit(lambda: r.AlertRouted(uuid.UUID(alert_id), label))
+
+    def speech_heard(self, heard: SpeechHeard) -> None:
+        """An utterance listened to: on the timeline (`speech_heard`) and kept for the metrics."""
+        self.heard.append(heard)
+        self.note("speech_heard", **heard.timeline_data())
 
     def leg_placed(self, leg: LegRecord) -> None:
         self.legs.append(leg)

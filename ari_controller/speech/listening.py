@@ -16,7 +16,7 @@ from typing import Literal
 
 import structlog
 
-from ari_controller.calls.journal import CallJournal
+from ari_controller.calls.journal import CallJournal, Party, SpeechHeard
 from ari_controller.calls.leg import Leg
 from ari_controller.numbers import Number, SpeechSettings, numbered_routes
 from ari_controller.prompts.audio import AudioFileError
@@ -146,18 +146,22 @@ class Answer:
         return any(heard.result == "rejected" for heard in self.utterances)
 
 
-def note_utterances(journal: CallJournal, answer: Answer, **where: str) -> None:
-    """Every utterance on the call's timeline (`speech_heard`): what a caller said that did
-    not count is what an operator tuning `min_confidence` needs to see."""
+def note_utterances(
+    journal: CallJournal, answer: Answer, party: Party, leg: str | None = None
+) -> None:
+    """Every utterance on the call's timeline (`speech_heard`) and in its metrics: what a
+    caller said that did not count is what an operator tuning `min_confidence` needs to see."""
     for heard in answer.utterances:
-        journal.note(
-            "speech_heard",
-            **where,
-            result=heard.result,
-            phrase=heard.phrase,
-            confidence=heard.confidence,
-            detail=heard.detail,
-            decode_ms=round(heard.decode_s * 1000),
+        journal.speech_heard(
+            SpeechHeard(
+                party=party,
+                leg=leg,
+                result=heard.result,
+                phrase=heard.phrase,
+                confidence=heard.confidence,
+                detail=heard.detail,
+                decode_ms=round(heard.decode_s * 1000),
+            )
         )
 
 
