@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 import structlog
 
-from ari_controller.ari.errors import AriError, NotFound
+from ari_controller.ari.errors import AriError
 from ari_controller.calls.context import CallContext, settle
 from ari_controller.calls.journal import LegRecord
-from ari_controller.calls.leg import RECONNECTED, Leg, LegGone
+from ari_controller.calls.leg import Leg, LegGone
 from ari_controller.calls.outcomes import LegOutcome, unanswered_outcome
 from ari_controller.oncall.plan import CallPlan, Responder
 from ari_controller.speech.listening import key_or_word, note_utterances, recognizer_for
@@ -84,11 +84,11 @@ async def ring(
             )
         except AriError as exc:
             log.warning("originate_failed", leg=leg_id, contact=contact, error=str(exc))
-            leg.gone = True
+            leg.originate_failed()
             ctx.journal.leg_ended(record, LegOutcome.FAILED, None)
             return LegOutcome.FAILED, None
 
-        if not await _wait_answered(leg, settings.ring_timeout_s + RING_GUARD_S):
+        if not await leg.wait_answered(settings.ring_timeout_s + RING_GUARD_S):
             outcome = unanswered_outcome(leg.dialstatus, leg.cause)
             if not leg.gone:
                 await leg.hangup()  # our guard fired: the responder did not answer
@@ -125,37 +125,6 @@ async def ring(
             await asyncio.shield(leg.hangup())
         ctx.journal.leg_ended(record, outcome, leg.cause)
         raise
-
-
-async def _wait_answered(leg: Leg, limit: float) -> bool:
-    """True once the leg entered the application (answered); False when it was destroyed."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit
-    while True:
-        left = deadline - loop.time()
-        if left <= 0:
-            return False  # the responder did not answer within the ring timeout
-        try:
-            event = await leg.next_event(left)
-        except TimeoutError:
-            return False
-        if event.type == "StasisStart" and event.channel_id == leg.id:
-            return True
-        if event.type == "ChannelDestroyed" and event.channel_id == leg.id:
-            return False
-        if event.type == RECONNECTED:
-            # The StasisStart of an answer may have been lost in the gap: ask Asterisk.
-            try:
-                channel = await leg.ari.get_channel(leg.id)
-            except NotFound:
-                leg.gone = True
-                return False
-            except AriError:
-                continue
-            if channel.state == "Up":
-                # Originated with `app=`, an answered leg is in the application.
-                leg.in_stasis = True
-                return True
 
 
 async def _ask_to_accept(ctx: CallContext, leg: Leg) -> LegOutcome:

@@ -2,15 +2,20 @@
 
 Every wait is bounded. A leg that hangs up raises `LegGone` out of whatever waits on it, so a
 call flow reads as a story and handles hang-ups in one place.
+
+`Leg` is the only door to its channel: every primitive waits through `Leg._wait_event` (the
+deadline, a hang-up, the reconnect marker) and reaches Asterisk through `Leg._gone_if_404` (a
+404 means the channel no longer exists).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -25,13 +30,18 @@ from ari_controller.ari.errors import (
     UnprocessableEntity,
 )
 from ari_controller.ari.events import EventRouter, Mailbox
-from ari_controller.ari.models import AriEvent
+from ari_controller.ari.models import AriEvent, Channel, JsonObject
 
 log = structlog.get_logger(__name__)
 
-# Synthetic event a controller puts in every live mailbox after the events websocket came back:
+# Synthetic event `Leg.wake` puts in the leg's mailbox after the events websocket came back:
 # anything may have happened in the gap, so waits re-check the far end instead of trusting it.
 RECONNECTED = "ControllerReconnected"
+_WAKE = AriEvent(RECONNECTED, {"type": RECONNECTED})
+
+# `wait_gone()` without a limit lasts as long as the call: it is bounded by the call's task,
+# which cancels it. Meanwhile the mailbox is waited on in slices this long.
+_UNBOUNDED_SLICE_S = 3600.0
 
 # Events after which the channel is no longer ours to control.
 _GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
@@ -84,7 +94,7 @@ class Leg:
         self.id = channel_id
         self.ari = ari
         self.router = router
-        self.mailbox = Mailbox()
+        self.mailbox = Mailbox(channel_id)
         self.gone = False
         self.destroyed = False  # Asterisk said ChannelDestroyed: its cause is the final word
         self.in_stasis = False
@@ -113,11 +123,46 @@ class Leg:
             elif kind == "Dial" and event.dialstatus:
                 self.dialstatus = event.dialstatus
 
-    async def next_event(self, timeout: float) -> AriEvent:
-        """The next event about this leg; raises TimeoutError when none comes in time."""
-        event = await self.mailbox.get(timeout)
-        self._note(event)
-        return event
+    def wake(self) -> None:
+        """The events websocket came back: events in the gap were lost, so whatever waits on
+        this leg asks Asterisk about the channel instead of trusting what it last heard."""
+        self.mailbox.put(_WAKE)
+
+    async def _wait_event(self, deadline: float | None, *, raise_gone: bool) -> AriEvent | None:
+        """The next event about this leg, or None once `deadline` (a `time.monotonic()` value;
+        None: no limit) has passed. Every primitive waits here; what expiry means is theirs.
+
+        With `raise_gone`, a leg that is gone raises `LegGone` instead of waiting (the caller
+        of this loops, so a hang-up ends the wait before the next event). The reconnect marker
+        is answered here: Asterisk is asked about the channel (gone when it no longer exists),
+        and the marker goes on to the primitive carrying the channel as Asterisk has it now
+        (no channel when Asterisk did not tell), since what it waited for may be lost.
+        """
+        while True:
+            if raise_gone:
+                self._raise_if_gone()
+            if deadline is None:
+                left = _UNBOUNDED_SLICE_S
+            else:
+                # An event already waiting is still taken at the deadline.
+                left = max(0.0, deadline - time.monotonic())
+            try:
+                event = await self.mailbox.get(left)
+            except TimeoutError:
+                if deadline is None:
+                    continue
+                return None
+            self._note(event)
+            if event.type == RECONNECTED:
+                return await self._checked_marker()
+            return event
+
+    async def _checked_marker(self) -> AriEvent:
+        marker: JsonObject = {"type": RECONNECTED}
+        channel = await self.check_alive()
+        if channel is not None:
+            marker["channel"] = {"id": channel.id, "state": channel.state}
+        return AriEvent(RECONNECTED, marker)
 
     def _watch(self, *ids: str) -> None:
         self._extra_ids.update(ids)
@@ -135,6 +180,83 @@ class Leg:
     def _raise_if_gone(self) -> None:
         if self.gone:
             raise LegGone(self.id, self.cause)
+
+    @contextlib.contextmanager
+    def _gone_if_404(self, *, raise_gone: bool = True) -> Iterator[None]:
+        """A request about this channel answered 404: the channel no longer exists, so the
+        leg is gone (and `LegGone` is raised, unless `raise_gone` is False)."""
+        try:
+            yield
+        except NotFound:
+            self.gone = True
+            if raise_gone:
+                raise LegGone(self.id, self.cause) from None
+
+    def originate_failed(self) -> None:
+        """The request that was to create this channel failed: there is nothing to wait for
+        or to hang up."""
+        self.gone = True
+
+    # ---- waits ------------------------------------------------------------------------------
+
+    async def wait_answered(self, limit: float) -> bool:
+        """For a leg originated with `app=`: True once it entered the application (answered);
+        False when it was destroyed unanswered, or `limit` seconds passed."""
+        deadline = time.monotonic() + limit
+        while True:
+            event = await self._wait_event(deadline, raise_gone=False)
+            if event is None:
+                return False  # the responder did not answer within the ring timeout
+            if event.type == "StasisStart" and event.channel_id == self.id:
+                return True
+            if event.type == "ChannelDestroyed" and event.channel_id == self.id:
+                return False
+            if event.type == RECONNECTED:
+                # The StasisStart of an answer may have been lost in the gap.
+                if event.channel_state == "Up":
+                    # Originated with `app=`, an answered leg is in the application.
+                    self.in_stasis = True
+                    return True
+                if self.gone:
+                    return False  # Asterisk no longer has the channel
+
+    async def wait_digit(self, timeout: float) -> str | None:
+        """The next key the far end presses, or None when `timeout` passes without one."""
+        if self._digits:
+            return self._digits.popleft()
+        deadline = time.monotonic() + timeout
+        while True:
+            event = await self._wait_event(deadline, raise_gone=True)
+            if event is None:
+                return None  # no input: the caller (or responder) said nothing in time
+            if event.type == "ChannelDtmfReceived" and event.digit and event.channel_id == self.id:
+                return event.digit
+
+    async def wait_gone(self, timeout: float | None = None) -> None:
+        """Return once the leg hung up; None waits as long as the call lasts. TimeoutError
+        when `timeout` passes first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.gone:
+            if await self._wait_event(deadline, raise_gone=False) is None:
+                raise TimeoutError  # still there: the far end did not hang up in time
+
+    async def wait_destroyed(self, timeout: float) -> None:
+        """After a hang-up from the far end, until Asterisk destroyed the channel: the
+        ChannelHangupRequest before it may carry another cause than the one of record."""
+        deadline = time.monotonic() + timeout
+        while not self.destroyed:
+            if await self._wait_event(deadline, raise_gone=False) is None:
+                return  # the event was lost: the cause heard so far stands
+
+    async def check_alive(self) -> Channel | None:
+        """Ask Asterisk about the channel (after events may have been lost): the channel as it
+        is now, or None when it no longer exists (the leg is gone) or Asterisk did not tell."""
+        try:
+            with self._gone_if_404(raise_gone=False):
+                return await self.ari.get_channel(self.id)
+        except AriError as exc:
+            log.warning("channel_check_failed", channel=self.id, error=str(exc))
+        return None
 
     # ---- media ------------------------------------------------------------------------------
 
@@ -156,17 +278,13 @@ class Leg:
         playback_id = f"{self.id}-pb-{next(_playback_numbers)}"
         self._watch(playback_id)
         try:
-            try:
+            with self._gone_if_404():
                 await self.ari.play(self.id, uri, playback_id=playback_id)
-            except NotFound:
-                self.gone = True
-                self._raise_if_gone()
             deadline = time.monotonic() + PLAYBACK_GUARD_S
             while True:
-                try:
+                event = await self._wait_event(deadline, raise_gone=True)
+                if event is None:
                     # The prompt never reported its end: stop waiting and go on with the call.
-                    event = await self.next_event(max(0.0, deadline - time.monotonic()))
-                except TimeoutError:
                     await self._stop_playback(playback_id)
                     return None
                 if event.type == "PlaybackFinished" and event.playback_id == playback_id:
@@ -178,11 +296,10 @@ class Leg:
                         return event.digit
                     self._digits.append(event.digit)
                 elif event.type == RECONNECTED:
-                    # PlaybackFinished may have been lost in the gap: don't wait for it.
+                    # PlaybackFinished may have been lost in the gap: don't wait for it. (A leg
+                    # found gone raises from the next primitive.)
                     await self._stop_playback(playback_id)
-                    await self.check_alive()
                     return None
-                self._raise_if_gone()
         except asyncio.CancelledError:
             # The call moved on (hold music ends, a responder was taken): silence this prompt.
             if not self.gone:
@@ -197,78 +314,16 @@ class Leg:
         except AriError as exc:
             log.info("stop_playback_failed", playback_id=playback_id, error=str(exc))
 
-    async def wait_digit(self, timeout: float) -> str | None:
-        """The next key the far end presses, or None when `timeout` passes without one."""
-        if self._digits:
-            return self._digits.popleft()
-        deadline = time.monotonic() + timeout
-        while True:
-            self._raise_if_gone()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            try:
-                event = await self.next_event(left)
-            except TimeoutError:
-                return None  # no input: the caller (or responder) said nothing in time
-            if event.type == "ChannelDtmfReceived" and event.digit and event.channel_id == self.id:
-                return event.digit
-            if event.type == RECONNECTED:
-                await self.check_alive()
-
-    async def wait_gone(self, timeout: float | None = None) -> None:
-        """Return once the leg hung up; None waits as long as the call lasts."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.gone:
-            left = 3600.0 if deadline is None else deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError
-            try:
-                event = await self.next_event(left)
-            except TimeoutError:
-                if deadline is not None:
-                    raise
-                continue
-            if event.type == RECONNECTED:
-                await self.check_alive()
-
-    async def wait_destroyed(self, timeout: float) -> None:
-        """After a hang-up from the far end, until Asterisk destroyed the channel: the
-        ChannelHangupRequest before it may carry another cause than the one of record."""
-        deadline = time.monotonic() + timeout
-        while not self.destroyed:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return  # the event was lost: the cause heard so far stands
-            try:
-                await self.next_event(left)
-            except TimeoutError:
-                return
-
-    async def check_alive(self) -> None:
-        """Ask Asterisk whether the channel still exists (after events may have been lost)."""
-        try:
-            await self.ari.get_channel(self.id)
-        except NotFound:
-            self.gone = True
-        except AriError as exc:
-            log.warning("channel_check_failed", channel=self.id, error=str(exc))
-
     # ---- control ----------------------------------------------------------------------------
 
     async def answer(self) -> None:
         self._raise_if_gone()
-        try:
+        with self._gone_if_404():
             await self.ari.answer(self.id)
-        except NotFound:
-            self.gone = True
-            self._raise_if_gone()
 
     async def start_moh(self, moh_class: str) -> None:
-        try:
+        with self._gone_if_404(raise_gone=False):  # gone: whoever waits on the leg hears of it
             await self.ari.start_moh(self.id, moh_class)
-        except NotFound:
-            self.gone = True
 
     async def stop_moh(self) -> None:
         try:
@@ -310,16 +365,17 @@ class Leg:
         self._raise_if_gone()
         self._watch(name)
         try:
-            await self.ari.record(
-                self.id,
-                name=name,
-                format="wav",
-                max_duration_s=max_duration_s,
-                max_silence_s=max_silence_s,
-                beep=True,
-                terminate_on=terminate_on,
-                if_exists="overwrite",
-            )
+            with self._gone_if_404():
+                await self.ari.record(
+                    self.id,
+                    name=name,
+                    format="wav",
+                    max_duration_s=max_duration_s,
+                    max_silence_s=max_silence_s,
+                    beep=True,
+                    terminate_on=terminate_on,
+                    if_exists="overwrite",
+                )
             # Asterisk ends the recording itself at max duration; the margin covers its latency.
             end = await self._recording_end(name, max_duration_s + 15)
             if end.event is None:
@@ -346,26 +402,24 @@ class Leg:
         digit: str | None = None
         finished = False
         try:
-            await self.ari.record(
-                self.id,
-                name=name,
-                format="wav",
-                max_duration_s=max_duration_s,
-                max_silence_s=max_silence_s,
-                beep=False,
-                terminate_on="any",
-                if_exists="overwrite",
-            )
-            # Asterisk ends the recording itself; the margin covers its latency.
-            end = await self._recording_end(name, max_duration_s + 5)
-            finished = end.event is not None and end.event.type == "RecordingFinished"
-            digit = end.digit  # terminateOn ended the recording: the key wins over the words
-            if digit is not None or self.gone or not finished:
-                return Heard(digit, None)
-            return Heard(None, await self.ari.get_stored_recording_file(name))
-        except NotFound:
-            self.gone = True
-            raise LegGone(self.id, self.cause) from None
+            with self._gone_if_404():
+                await self.ari.record(
+                    self.id,
+                    name=name,
+                    format="wav",
+                    max_duration_s=max_duration_s,
+                    max_silence_s=max_silence_s,
+                    beep=False,
+                    terminate_on="any",
+                    if_exists="overwrite",
+                )
+                # Asterisk ends the recording itself; the margin covers its latency.
+                end = await self._recording_end(name, max_duration_s + 5)
+                finished = end.event is not None and end.event.type == "RecordingFinished"
+                digit = end.digit  # terminateOn ended the recording: the key wins over the words
+                if digit is not None or self.gone or not finished:
+                    return Heard(digit, None)
+                return Heard(None, await self.ari.get_stored_recording_file(name))
         finally:
             self._unwatch(name)
             await asyncio.shield(self._discard_recording(name, finished))
@@ -379,14 +433,11 @@ class Leg:
         digit: str | None = None
         hung_up = False
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
+            event = await self._wait_event(deadline, raise_gone=False)
+            if event is None:
+                # Asterisk did not end it (or its event was lost): stop it, keep what is there.
                 await self.ari.stop_recording(name)
                 return _RecordingEnd(None, digit, hung_up)
-            try:
-                event = await self.next_event(left)
-            except TimeoutError:
-                continue
             if event.type in ("RecordingFinished", "RecordingFailed") and (
                 event.recording_name == name
             ):
