@@ -135,8 +135,6 @@ class Instruments:
         self._wrap(EventConnection, "_parse", self._wrap_parse)
         self._wrap(EventRouter, "dispatch", self._wrap_dispatch)
         self._wrap(Mailbox, "get", self._wrap_get)
-        self._wrap(Mailbox, "wait_for", self._wrap_wait_for)
-        self._wrap(Mailbox, "get_nowait", self._wrap_get_nowait)
         self._wrap(AriClient, "_request", self._wrap_request)
 
         gc.callbacks.append(self._gc)
@@ -188,12 +186,12 @@ class Instruments:
 
         return dispatch
 
-    def _took(self, event: AriEvent | None) -> None:
+    def _took(self, event: AriEvent) -> None:
         task = asyncio.current_task()
         if task is None:
             return
-        arrived = event.raw.get(ARRIVAL_KEY) if event is not None else None
-        if isinstance(arrived, float) and event is not None:
+        arrived = event.raw.get(ARRIVAL_KEY)
+        if isinstance(arrived, float):
             free = self._waits.pop(task, arrived)
             mark = (arrived, event.type, max(arrived, free))
             self._marks[task] = mark
@@ -219,26 +217,6 @@ class Instruments:
             return event
 
         return get
-
-    def _wrap_wait_for(self, original: Any) -> Any:
-        async def wait_for(
-            mailbox: Mailbox, matches: Callable[[AriEvent], bool], timeout: float
-        ) -> AriEvent:
-            self._waiting()
-            event: AriEvent = await original(mailbox, matches, timeout)
-            self._took(event)
-            return event
-
-        return wait_for
-
-    def _wrap_get_nowait(self, original: Any) -> Any:
-        def get_nowait(mailbox: Mailbox) -> AriEvent | None:
-            event: AriEvent | None = original(mailbox)
-            if event is not None:
-                self._took(event)
-            return event
-
-        return get_nowait
 
     def _wrap_request(self, original: Any) -> Any:
         instruments = self

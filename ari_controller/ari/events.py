@@ -2,7 +2,7 @@
 
 Three parts, each answering one question:
 
-- `Mailbox`: one call's ordered inbox, and how the call waits on it.
+- `Mailbox`: one leg's ordered inbox, and how the leg waits on it.
 - `EventRouter`: which mailbox an event belongs to (synchronous, a few dict lookups).
 - `EventConnection`: keeping one websocket to Asterisk open, reconnecting with backoff.
 
@@ -35,21 +35,18 @@ _CLOSE_TIMEOUT_S: Final = 1.0
 
 
 class Mailbox:
-    """One call's ordered inbox: every event about the call's ids, in websocket order.
+    """One leg's ordered inbox: every event about the ids routed to it, in websocket order.
 
     A deque and the futures of whoever waits, rather than an asyncio.Queue: a call has several
     mailboxes (one per leg) for its whole life, and a Queue with its three deques, its Event and
     its bookkeeping costs a few KB each, most of a call's memory; its put and get are slower too.
     """
 
-    __slots__ = ("_deferred", "_ids", "_items", "_waiters", "label")
+    __slots__ = ("_ids", "_items", "_waiters", "label")
 
     def __init__(self, label: str = "") -> None:
-        self.label = label  # for logs: usually the call id
+        self.label = label  # for logs: the id of the leg it serves
         self._items: deque[AriEvent] = deque()
-        # Events set aside by `wait_for`; older than anything in `_items`, so served first.
-        # Made on first use: most mailboxes never set anything aside.
-        self._deferred: deque[AriEvent] | None = None
         self._waiters: list[asyncio.Future[None]] = []
         self._ids: set[str] = set()
 
@@ -83,62 +80,14 @@ class Mailbox:
 
     async def get(self, timeout: float) -> AriEvent:
         """The next event; asyncio.TimeoutError when none comes within `timeout` seconds."""
-        if self._deferred:
-            return self._deferred.popleft()
         if self._items:
             return self._items.popleft()
         async with asyncio.timeout(timeout):
             return await self._take()
 
-    def get_nowait(self) -> AriEvent | None:
-        if self._deferred:
-            return self._deferred.popleft()
-        if not self._items:
-            return None
-        return self._items.popleft()
-
-    async def wait_for(
-        self,
-        matches: Callable[[AriEvent], bool],
-        timeout: float,  # one bound for the whole wait
-    ) -> AriEvent:
-        """The first event that `matches`, within `timeout` seconds in total.
-
-        Events that do not match are kept, in order, for the next `get`: waiting for a
-        PlaybackFinished must not lose the hangup that came before it.
-        """
-        skipped: list[AriEvent] = []
-        try:
-            if self._deferred:
-                for index, event in enumerate(self._deferred):
-                    if matches(event):
-                        del self._deferred[index]
-                        return event
-                skipped.extend(self._deferred)
-                self._deferred.clear()
-            async with asyncio.timeout(timeout):
-                while True:
-                    event = await self._take()
-                    if matches(event):
-                        return event
-                    skipped.append(event)
-        finally:
-            if skipped:
-                if self._deferred is None:
-                    self._deferred = deque()
-                self._deferred.extendleft(reversed(skipped))
-
     def pending(self) -> int:
         """How many events are waiting."""
-        return len(self._deferred or ()) + len(self._items)
-
-    def drain(self) -> list[AriEvent]:
-        """Take every waiting event at once (for a call that is ending)."""
-        events = list(self._deferred or ())
-        self._deferred = None
-        events.extend(self._items)
-        self._items.clear()
-        return events
+        return len(self._items)
 
     def ids(self) -> set[str]:
         """The ids currently routed here (a copy)."""
@@ -191,7 +140,8 @@ class EventRouter:
     """Hands each event to the call that owns the id it is about, in websocket order.
 
     Ids are channel ids, bridge ids, playback ids and recording names; Asterisk keeps them in
-    separate namespaces, but ids the controller chooses carry a kind prefix, so one map serves.
+    separate namespaces, but the ids a controller chooses are made from a unique call or channel
+    id plus a mark of their kind (`-leg2`, `-bridge`, `-pb-7`), so they never collide: one map.
     Register an id before the REST request that creates it: its first events can arrive before
     the REST answer.
     """
@@ -457,9 +407,10 @@ class EventConnection:
                 continue
             if event.type == "ApplicationReplaced":
                 self.replaced = True
-                log.error("ari_application_replaced", app=self.app, policy=self.replaced_policy)
                 if self.on_replaced is not None:
-                    self._call_safely(self.on_replaced)
+                    self._call_safely(self.on_replaced)  # the owner says what it means
+                else:
+                    log.error("ari_application_replaced", app=self.app)
                 return "application replaced"
             try:
                 dispatch(event)
