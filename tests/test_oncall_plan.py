@@ -80,10 +80,6 @@ def test_reasons_rules_and_contacts(example: tuple[Directory, dict[str, Escalati
     assert (alice.rule, alice.schedule_id, alice.reason) == (1, None, "named in rule 2")
     assert alice.contacts == ("PJSIP/alice", "PJSIP/+4917012345@trunk")
     assert (alice.name, alice.language) == ("Alice Schmidt", "de")
-    assert [(ring.responder.user_id, ring.contact) for ring in result.ring_at_once] == [
-        ("dave", "PJSIP/+15551230000@trunk"),
-        ("alice", "PJSIP/alice"),
-    ]
 
 
 def test_call_everyone_on_rule_with_an_ics_schedule(
@@ -165,7 +161,7 @@ def test_nobody_on_call_gives_an_empty_plan() -> None:
     directory = Directory.build([User(id="a", name="A", contacts=["PJSIP/a"])], [schedule])
     policy = EscalationPolicy.model_validate({"id": "p", "rules": [{"schedules": ["s"]}]})
     result = plan(policy, dt.datetime(2024, 5, 1, tzinfo=UTC), random.Random(0), directory)
-    assert result.empty and result.ring_at_once == ()
+    assert result.empty
 
 
 def test_a_moment_without_a_time_zone_is_refused() -> None:
@@ -279,8 +275,5 @@ def test_plan_properties(world: tuple[Directory, EscalationPolicy, dt.datetime, 
         else:
             assert len(chosen) == (1 if eligible else 0)
         planned |= {r.user_id for r in chosen}
-    # Deterministic given the seed; everyone rings at once on their first contact.
+    # Deterministic given the seed.
     assert result == plan(policy, moment, random.Random(seed), directory)
-    assert [(ring.responder, ring.contact) for ring in result.ring_at_once] == [
-        (r, r.contacts[0]) for r in result.responders
-    ]

@@ -5,7 +5,7 @@ a `random.Random`, as arguments.
 """
 
 from ari_controller.oncall.models import EscalationPolicy, Layer, Override, Rule, Schedule, User
-from ari_controller.oncall.plan import CallPlan, Directory, Responder, Ring, plan
+from ari_controller.oncall.plan import CallPlan, Directory, Responder, plan
 from ari_controller.oncall.schedules import OnCallSchedule, next_handoff, who_is_on_call
 from ari_controller.oncall.validate import validate_references
 
@@ -17,7 +17,6 @@ __all__ = [
     "OnCallSchedule",
     "Override",
     "Responder",
-    "Ring",
     "Rule",
     "Schedule",
     "User",

@@ -7,11 +7,6 @@ twice is called once: the first place wins). Of the remaining candidates one is 
 random; with the policy's `call_everyone_on_rule: true` the others follow, in random order,
 before the next rule.
 
-`ring_at_once` is the answer for simultaneous calling: everyone in the plan, in plan order,
-each on their first contact. A person's later contacts are fallbacks the call flow may try
-after that first leg fails; ringing someone's desk phone and mobile at once would make two
-legs fight over one answer.
-
 Pure: the moment and the random source are arguments; `Directory.build` is the one place that
 reads files (iCalendar schedules), once at start-up.
 """
@@ -40,26 +35,12 @@ class Responder:
     schedule_id: str | None  # the schedule that put them on call, None when named directly
     reason: str  # "on call in schedule 'DBA primary'" or "named in rule 2"
 
-    @property
-    def first_contact(self) -> str:
-        return self.contacts[0]
-
-
-@dataclass(frozen=True, slots=True)
-class Ring:
-    """One leg of simultaneous calling: this responder on this contact."""
-
-    responder: Responder
-    contact: str
-
 
 @dataclass(frozen=True, slots=True)
 class CallPlan:
     policy_id: str
     at: dt.datetime
     responders: tuple[Responder, ...]
-    # Simultaneous calling: everyone in the plan, each on their first contact.
-    ring_at_once: tuple[Ring, ...]
 
     @property
     def empty(self) -> bool:
@@ -141,9 +122,4 @@ def plan(
         for responder in chosen:
             planned.add(responder.user_id)
             responders.append(responder)
-    return CallPlan(
-        policy_id=policy.id,
-        at=at,
-        responders=tuple(responders),
-        ring_at_once=tuple(Ring(r, r.first_contact) for r in responders),
-    )
+    return CallPlan(policy_id=policy.id, at=at, responders=tuple(responders))
