@@ -198,6 +198,7 @@ async def test_responder_legs_busy_noanswer_accept_and_bridge(
     await ari.rest("DELETE", "/channels/leg-accept")
     await ari.rest("DELETE", "/bridges/call")
     assert simulator.leftovers()["channels"] == []
+    assert simulator.asterisk._local_pairs == {}  # a destroyed channel leaves its pair
     causes = {r["channel_id"]: r["cause"] for r in simulator.history()}
     assert causes["leg-busy"] == 0 and causes["leg-noanswer"] == 19
 

@@ -72,8 +72,7 @@ class LocalCall:
         self.script_task: asyncio.Task[None] | None = None
         self.timer: asyncio.Task[None] | None = None
         self.record: CallRecord | None = None
-        one.local = self
-        two.local = self
+        asterisk.add_local_pair(self)
 
     @property
     def dialstring(self) -> str:
@@ -560,8 +559,9 @@ def create(ast: Asterisk, params: dict[str, str]) -> Channel:
         # The app is subscribed to the originator too: it keeps hearing about a caller
         # after the caller's StasisEnd (create_and_dial).
         originator.apps.add(app)
-        if originator.local is not None:
-            originator.local.linked = True
+        pair = ast.local_pair(originator)
+        if isinstance(pair, LocalCall):
+            pair.linked = True
     ast.spawn(_begin_create(call))
     return call.one
 
@@ -581,8 +581,8 @@ async def _begin_create(call: LocalCall) -> None:
 
 def dial(ast: Asterisk, channel: Channel, params: dict[str, str]) -> None:
     """`POST /channels/{id}/dial`: ring a created leg."""
-    call = channel.local
-    if call is None or call.kind != "create" or call.dialing:
+    call = ast.local_pair(channel)
+    if not isinstance(call, LocalCall) or call.kind != "create" or call.dialing:
         raise AriError(409, "Channel is not in a state to be dialed")
     caller_id = params.get("caller")
     caller = ast.find_channel(caller_id) if caller_id else None

@@ -1,20 +1,19 @@
 """The things a simulated Asterisk holds: channels, bridges, playbacks, recordings.
 
 Plain data with their ARI JSON shapes; the behaviour lives in `state.py` and
-`localcalls.py`.
+`localcalls.py`. `LocalPair` names what the rest of the simulator asks of the call that
+drives the two halves of a Local channel; a channel does not point back to it (the state
+keeps which pair a channel belongs to).
 """
 
 from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ari_controller.simulator.events import JSON
 from ari_controller.simulator.media import VoiceTimeline
-
-if TYPE_CHECKING:
-    from ari_controller.simulator.localcalls import LocalCall
 
 
 class AriError(Exception):
@@ -62,7 +61,6 @@ class Channel:
     priority: int = 1
     app_name: str = ""
     app_data: str = ""
-    local: LocalCall | None = None
     stasis_app: str | None = None
     stasis_args: list[str] = field(default_factory=list)
     # Apps that get this channel's events; an originate with app= subscribes from the start.
@@ -116,6 +114,29 @@ class Channel:
 
     def in_stasis(self) -> bool:
         return self.alive and self.stasis_app is not None
+
+
+class LocalPair(Protocol):
+    """The two halves of a Local channel and what the app's requests do to them:
+    `one` is the channel the app sees, `two` the phone's half."""
+
+    @property
+    def one(self) -> Channel: ...
+
+    @property
+    def two(self) -> Channel: ...
+
+    def app_hangup(self) -> None:
+        """`DELETE /channels/{id}` on `one`."""
+
+    def far_half_hangup(self) -> None:
+        """`DELETE /channels/{id}` on `two`."""
+
+    def continue_in_dialplan(self, context: str) -> None:
+        """`POST /channels/{id}/continue` on `one`."""
+
+    def peer_caller_changed(self, caller: tuple[str, str]) -> None:
+        """`one` was bridged to a channel with this caller id."""
 
 
 @dataclass

@@ -347,10 +347,11 @@ class AriRoutes:
 
     async def hangup(self, request: web.Request) -> web.Response:
         channel = self._channel(request)
-        if channel.local is not None and channel is channel.local.one:
-            channel.local.app_hangup()
-        elif channel.local is not None:
-            channel.local.far_half_hangup()
+        pair = self.ast.local_pair(channel)
+        if pair is not None and channel is pair.one:
+            pair.app_hangup()
+        elif pair is not None:
+            pair.far_half_hangup()
         else:
             self.ast.hangup_request(channel, 32, soft=True)
             self.ast.leave_stasis(channel, keep_subscription=True)
@@ -431,8 +432,9 @@ class AriRoutes:
     async def continue_dialplan(self, request: web.Request) -> web.Response:
         params = await _params(request)
         channel = self.ast.stasis_channel(request.match_info["id"])
-        if channel.local is not None:
-            channel.local.continue_in_dialplan(params.get("context", channel.context))
+        pair = self.ast.local_pair(channel)
+        if pair is not None:
+            pair.continue_in_dialplan(params.get("context", channel.context))
         else:
             self.ast.leave_stasis(channel, keep_subscription=False)
         return _no_content()

@@ -22,6 +22,7 @@ from ari_controller.simulator.model import (
     CallRecord,
     Channel,
     LiveRecording,
+    LocalPair,
     MediaEvent,
     Playback,
 )
@@ -63,6 +64,8 @@ class Asterisk:
         self._records: dict[str, CallRecord] = {}
         self._records_indexed = 0
         self.gone_channels: dict[str, Channel] = {}
+        # channel id -> the Local pair the live channel is a half of (localcalls.py)
+        self._local_pairs: dict[str, LocalPair] = {}
         self._unique = 1
         self._local_serial = 0
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -114,6 +117,18 @@ class Asterisk:
         )
         self.channels[channel.id] = channel
         return channel
+
+    def add_local_pair(self, pair: LocalPair) -> None:
+        """Both halves of a new Local channel belong to `pair` until they are destroyed."""
+        self._local_pairs[pair.one.id] = pair
+        self._local_pairs[pair.two.id] = pair
+
+    def local_pair(self, channel: Channel) -> LocalPair | None:
+        """The Local pair `channel` is a half of, if any."""
+        pair = self._local_pairs.get(channel.id)
+        if pair is None or (channel is not pair.one and channel is not pair.two):
+            return None
+        return pair
 
     def channel(self, channel_id: str) -> Channel:
         channel = self.channels.get(channel_id)
@@ -172,9 +187,12 @@ class Asterisk:
         """The channel is gone: ChannelDestroyed for whoever still listens."""
         if not channel.alive:
             return
-        if channel.local is not None and channel is channel.local.two:
-            # The phone's half has left its dialplan: no application any more.
-            channel.app_name = channel.app_data = ""
+        pair = self.local_pair(channel)
+        if pair is not None:
+            del self._local_pairs[channel.id]
+            if channel is pair.two:
+                # The phone's half has left its dialplan: no application any more.
+                channel.app_name = channel.app_data = ""
         self.channel_event(channel, "ChannelDestroyed", cause=cause, cause_txt=cause_text(cause))
         channel.alive = False
         channel.apps.clear()
@@ -542,8 +560,9 @@ class Asterisk:
             for member, peer in ((first, second), (second, first)):
                 member.connected = peer.caller
                 self.channel_event(member, "ChannelConnectedLine")
-                if member.local is not None:
-                    member.local.peer_caller_changed(peer.caller)
+                pair = self.local_pair(member)
+                if pair is not None:
+                    pair.peer_caller_changed(peer.caller)
 
     def leave_bridge(self, channel: Channel, by_app: bool) -> None:
         bridge = channel.bridge
