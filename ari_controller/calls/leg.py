@@ -132,11 +132,12 @@ class Leg:
         """The next event about this leg, or None once `deadline` (a `time.monotonic()` value;
         None: no limit) has passed. Every primitive waits here; what expiry means is theirs.
 
-        With `raise_gone`, a leg that is gone raises `LegGone` instead of waiting (the caller
-        of this loops, so a hang-up ends the wait before the next event). The reconnect marker
-        is answered here: Asterisk is asked about the channel (gone when it no longer exists),
+        With `raise_gone`, a leg that is gone raises `LegGone` instead of waiting, so a hang-up
+        (or a 404) seen before ends the primitive's next wait. The reconnect marker is answered
+        here: Asterisk is asked about the channel (the leg is gone when it no longer exists),
         and the marker goes on to the primitive carrying the channel as Asterisk has it now
-        (no channel when Asterisk did not tell), since what it waited for may be lost.
+        (no channel when Asterisk did not tell), since what the primitive waits for may have
+        been lost in the gap.
         """
         while True:
             if raise_gone:
