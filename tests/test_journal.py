@@ -9,10 +9,10 @@ import uuid
 from types import SimpleNamespace
 from typing import Any
 
+from ari_controller.calls import records as r
 from ari_controller.calls.journal import AlertSummary, CallJournal, LegRecord, SpeechHeard
 from ari_controller.calls.outcomes import LegOutcome
 from ari_controller.metrics import Metrics
-from ari_controller.store import records as r
 
 T0 = dt.datetime(2025, 3, 4, 10, 0, tzinfo=dt.UTC)
 

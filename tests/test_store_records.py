@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from ari_controller.calls.outcomes import LegOutcome
-from ari_controller.store.records import (
+from ari_controller.calls.records import (
     RECORD_TYPES,
     AlertStatusChanged,
     CallEnded,
@@ -18,9 +18,8 @@ from ari_controller.store.records import (
     LegPlaced,
     TimelineEvent,
     VoicemailStored,
-    from_json,
-    to_json,
 )
+from ari_controller.store.spool import from_json, to_json
 from ari_controller.store.writer import retry_delay
 from tests.test_store_writer import call_records
 

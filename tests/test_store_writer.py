@@ -16,9 +16,7 @@ import asyncpg
 import pytest
 
 from ari_controller.calls.outcomes import LegOutcome
-from ari_controller.store.migrate import migrate
-from ari_controller.store.queries import get_alert, list_alerts, pending_notifications
-from ari_controller.store.records import (
+from ari_controller.calls.records import (
     AlertEscalated,
     AlertOpened,
     AlertRouted,
@@ -32,6 +30,8 @@ from ari_controller.store.records import (
     TimelineEvent,
     VoicemailStored,
 )
+from ari_controller.store.migrate import migrate
+from ari_controller.store.queries import get_alert, list_alerts, pending_notifications
 from ari_controller.store.spool import SpoolInUseError
 from ari_controller.store.statements import apply_record, group_statements, statements
 from ari_controller.store.writer import StoreWriter

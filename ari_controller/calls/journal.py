@@ -1,7 +1,7 @@
 """A call's timeline and facts: every step, in order, kept in memory and handed to the store.
 
 The same entries are the audit record in Postgres and what the demo prints. Every fact goes
-to the store as typed records (`store.records`) through one callable, `emit`, which must not
+to the store as typed records (`records.py`) through one callable, `emit`, which must not
 block and must not raise (the store writer's `submit` queues). This module is the one place
 that says which records a call fact becomes; `store/statements.py` says what SQL each is.
 """
@@ -16,8 +16,8 @@ from typing import Any, Literal, TypeAlias
 
 import structlog
 
+from ari_controller.calls import records as r
 from ari_controller.calls.outcomes import LegOutcome
-from ari_controller.store import records as r
 
 log = structlog.get_logger(__name__)
 

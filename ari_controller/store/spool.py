@@ -1,6 +1,6 @@
 """The records waiting for the database, on disk, so they survive an outage and a restart.
 
-`<spool_dir>/pending.jsonl` holds records not yet written (one `records.to_json` line each),
+`<spool_dir>/pending.jsonl` holds records not yet written (one `to_json` line each),
 read back by the next writer that starts on the directory; `<spool_dir>/rejected.jsonl` holds
 what the database refused and spool lines that could not be read, for a person to look at.
 One writer per directory: `open()` takes an exclusive lock (`writer.lock`) held until `release()`.
@@ -11,19 +11,91 @@ which queued records are already in the file is the writer's business, not the s
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import dataclasses
+import enum
 import fcntl
 import json
 import os
+import types
+import typing
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Union
+from uuid import UUID
 
-from ari_controller.store.records import Record, from_json, to_json
+from ari_controller.calls.records import RECORD_TYPES, Record
 
 PENDING_FILE = "pending.jsonl"
 REJECTED_FILE = "rejected.jsonl"
 _LOCK_FILE = "writer.lock"
+
+
+def _encode(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, bytes):
+        return base64.b64encode(value).decode("ascii")
+    if isinstance(value, Mapping):
+        return dict(value)
+    return value
+
+
+def _decode(value: object, annotation: object) -> object:
+    if value is None:
+        return None
+    origin = typing.get_origin(annotation)
+    if origin is Union or origin is types.UnionType:
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _decode(value, kinds[0]) if len(kinds) == 1 else value
+    if annotation is datetime and isinstance(value, str):
+        return datetime.fromisoformat(value)
+    if annotation is UUID and isinstance(value, str):
+        return UUID(value)
+    if annotation is bytes and isinstance(value, str):
+        return base64.b64decode(value.encode("ascii"), validate=True)
+    if annotation is float and isinstance(value, int):
+        return float(value)
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return annotation(value)  # ValueError for a value that is not a member
+    return value
+
+
+def to_json(record: Record) -> str:
+    """One line of the spool: {"type": <record class>, <field>: <value>, ...}."""
+    body: dict[str, object] = {"type": type(record).__name__}
+    for f in dataclasses.fields(record):
+        body[f.name] = _encode(getattr(record, f.name))
+    # default=str: timeline data may hold datetimes or enums; the database gets them as text
+    # too (see statements.py), so the spooled record writes the same row.
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def from_json(line: str) -> Record:
+    """Inverse of to_json; raises ValueError on anything that is not a valid record."""
+    try:
+        body = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise ValueError("a record must be a JSON object")
+    cls = RECORD_TYPES.get(str(body.pop("type", "")))
+    if cls is None:
+        raise ValueError(f"unknown record type in {line[:80]!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(body) - names
+    if unknown:
+        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
+    try:
+        kwargs: dict[str, Any] = {name: _decode(value, hints[name]) for name, value in body.items()}
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"invalid {cls.__name__}: {exc}") from exc
 
 
 class SpoolInUseError(RuntimeError):

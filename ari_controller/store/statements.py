@@ -1,8 +1,9 @@
 """How a record is applied to Postgres: its SQL statements, and running them on a connection.
 
-The one place that maps a store record to SQL. Every statement is idempotent (a record applied
-twice, or an older record after newer ones, changes nothing), so the writer may retry and
-replay freely. Pure except `apply_record`/`apply_records`, which take the connection to use.
+The one place that maps a call record (`calls/records.py`) to SQL. Every statement is
+idempotent (a record applied twice, or an older record after newer ones, changes nothing), so
+the writer may retry and replay freely. Pure except `apply_record`/`apply_records`, which
+take the connection to use.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
-from ari_controller.store.records import (
+from ari_controller.calls.records import (
     AlertEscalated,
     AlertOpened,
     AlertRouted,

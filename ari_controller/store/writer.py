@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 import structlog
 
-from ari_controller.store.records import Record
+from ari_controller.calls.records import Record
 from ari_controller.store.spool import Spool, SpoolInUseError
 from ari_controller.store.statements import apply_record, apply_records
 

@@ -1,27 +1,23 @@
-"""What the call flow writes to the store: one small immutable record per change.
+"""A call's facts as the store takes them: one small immutable record per change.
 
 Each record carries every id it needs (chosen by the controller, never by the database), so
 applying it is idempotent and it can be retried, spooled to disk and replayed after a restart.
-`to_json`/`from_json` are the spool format: one JSON object per line.
+Pure: validation only (a bad value fails where it is made, not later in the background writer).
 
-The call's journal (`calls/journal.py`) is the one place that makes these records; the SQL
-each becomes is in `statements.py`. A new fact about a call is a new record here, emitted by
-the journal, given its statements there (and a migration in `schema.sql` if it needs a column).
+The call's journal (`journal.py`) is the one place that makes these records; the SQL each
+becomes is `store/statements.py`, their line in the spool file `store/spool.py`. A new fact
+about a call is a new record here, emitted by the journal, given its statements there (and a
+migration in `schema.sql` if it needs a column).
 """
 
 from __future__ import annotations
 
-import base64
-import dataclasses
-import enum
-import json
 import re
-import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeAlias, Union
+from typing import Any, Literal, TypeAlias
 from uuid import UUID
 
 from ari_controller.calls.outcomes import LegOutcome
@@ -231,68 +227,3 @@ Record: TypeAlias = (
 )
 
 RECORD_TYPES: dict[str, type[Record]] = {cls.__name__: cls for cls in typing.get_args(Record)}
-
-
-def _encode(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, UUID):
-        return str(value)
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, Mapping):
-        return dict(value)
-    return value
-
-
-def _decode(value: object, annotation: object) -> object:
-    if value is None:
-        return None
-    origin = typing.get_origin(annotation)
-    if origin is Union or origin is types.UnionType:
-        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return _decode(value, kinds[0]) if len(kinds) == 1 else value
-    if annotation is datetime and isinstance(value, str):
-        return datetime.fromisoformat(value)
-    if annotation is UUID and isinstance(value, str):
-        return UUID(value)
-    if annotation is bytes and isinstance(value, str):
-        return base64.b64decode(value.encode("ascii"), validate=True)
-    if annotation is float and isinstance(value, int):
-        return float(value)
-    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
-        return annotation(value)  # ValueError for a value that is not a member
-    return value
-
-
-def to_json(record: Record) -> str:
-    """One line of the spool: {"type": <record class>, <field>: <value>, ...}."""
-    body: dict[str, object] = {"type": type(record).__name__}
-    for f in dataclasses.fields(record):
-        body[f.name] = _encode(getattr(record, f.name))
-    # default=str: timeline data may hold datetimes or enums; the database gets them as text
-    # too (see statements.statements), so the spooled record writes the same row.
-    return json.dumps(body, separators=(",", ":"), ensure_ascii=False, default=str)
-
-
-def from_json(line: str) -> Record:
-    """Inverse of to_json; raises ValueError on anything that is not a valid record."""
-    try:
-        body = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON: {exc}") from exc
-    if not isinstance(body, dict):
-        raise ValueError("a record must be a JSON object")
-    cls = RECORD_TYPES.get(str(body.pop("type", "")))
-    if cls is None:
-        raise ValueError(f"unknown record type in {line[:80]!r}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(body) - names
-    if unknown:
-        raise ValueError(f"{cls.__name__} has no fields {sorted(unknown)}")
-    try:
-        kwargs: dict[str, Any] = {name: _decode(value, hints[name]) for name, value in body.items()}
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"invalid {cls.__name__}: {exc}") from exc
