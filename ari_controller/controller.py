@@ -17,26 +17,20 @@ from ari_controller.ari.client import AriClient
 from ari_controller.ari.errors import AriError
 from ari_controller.ari.events import EventRouter
 from ari_controller.ari.models import AriEvent, Channel
+from ari_controller.calls.arrival import Arrival
 from ari_controller.calls.context import CallContext, Planner, Prompts
-from ari_controller.calls.flow import handle_call
 from ari_controller.calls.journal import AlertSummary, CallJournal, Clock, Emit, utc_now
-from ari_controller.calls.leg import RECONNECTED, Leg
+from ari_controller.calls.leg import Leg
+from ari_controller.calls.running import RunningCall
+from ari_controller.calls.unowned import (
+    end_left_conversation,
+    hand_back,
+    hang_up_orphan_leg,
+    turn_away_unknown_number,
+)
 from ari_controller.config import Config
-from ari_controller.logging import bind_call
 
 log = structlog.get_logger(__name__)
-
-RESPONDER_ARG = "responder"
-# Saying "this number is not in service" to a caller must not hang on a stalled Asterisk.
-UNKNOWN_NUMBER_LIMIT_S = 30.0
-
-
-@dataclass
-class Live:
-    """A call in progress: its task and the context it runs with."""
-
-    task: asyncio.Task[None]
-    ctx: CallContext | None = None
 
 
 @dataclass
@@ -48,14 +42,13 @@ class CallSetup:
     planner: Planner
 
 
-def caller_id_of(event: AriEvent) -> str:
-    caller = event.raw.get("channel", {}).get("caller", {})
-    name, number = caller.get("name", ""), caller.get("number", "")
-    return f'"{name}" <{number}>' if name else number
-
-
 @dataclass
 class Controller:
+    """Owns the set of running calls and decides what each channel arriving in the application
+    becomes: a call, a number we do not serve, an orphan leg, a caller handed back. It starts,
+    wakes, stops and forgets calls; it makes no media request and writes no timeline entry
+    itself: those belong to the calls."""
+
     ari: AriClient
     router: EventRouter
     setup: CallSetup
@@ -65,7 +58,7 @@ class Controller:
     on_call_started: Callable[[CallContext], None] | None = None
     on_call_finished: Callable[[CallContext], None] | None = None
     on_unknown_number: Callable[[str], None] | None = None
-    calls: dict[str, Live] = field(default_factory=dict)
+    calls: dict[str, RunningCall] = field(default_factory=dict)
     accepting: bool = True
     _side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _hurry: asyncio.Event = field(default_factory=asyncio.Event)
@@ -83,45 +76,39 @@ class Controller:
     def on_new_channel(self, event: AriEvent) -> None:
         """A StasisStart nobody registered: an inbound call, or a leg left by an earlier run.
 
-        Runs inside the event reader: register the caller's mailbox now, synchronously, so the
-        events right behind this StasisStart (a digit, a hang-up) reach the call.
+        Runs inside the event reader: the caller's mailbox is registered now, synchronously, so
+        the events right behind this StasisStart (a digit, a hang-up) reach the call.
         """
-        channel_id = event.channel_id
-        args = event.args
-        if args and args[0] == RESPONDER_ARG:
-            # A responder leg whose call is not ours (a previous run, or already over).
-            self._side(self._hang_up_orphan(channel_id))
-            return
-        if not self.accepting:
-            self._side(self._hand_back(channel_id))
-            return
-        did = args[0] if args else event.raw.get("channel", {}).get("dialplan", {}).get("exten", "")
-        caller = Leg(channel_id, self.ari, self.router)
-        caller.in_stasis = True
-        call_id = str(uuid.uuid4())
-        setup = self.setup  # calls in progress keep the configuration they started with
-        task = asyncio.get_running_loop().create_task(
-            self._run_call(call_id, did, caller, caller_id_of(event), setup),
-            name=f"call-{call_id}",
-        )
-        self.calls[call_id] = Live(task)
-        task.add_done_callback(lambda _t: self.calls.pop(call_id, None))
+        self.arrive(Arrival.from_stasis_start(event))
 
-    async def _run_call(
-        self, call_id: str, did: str, caller: Leg, caller_id: str, setup: CallSetup
-    ) -> None:
-        bind_call(call_id, caller.id, did=did)
-        number = setup.config.number(did)
-        if number is None:
-            await self._unknown_number(caller, did, setup)
+    def arrive(self, arrival: Arrival) -> None:
+        """Start what a channel arriving in the application becomes."""
+        if arrival.is_responder_leg:
+            # A responder leg whose call is not ours (a previous run, or already over).
+            self._side(hang_up_orphan_leg(self.ari, arrival.channel_id))
             return
-        log.info("call_started", caller_id=caller_id, number=number.name)
+        setup = self.setup  # calls in progress keep the configuration they started with
+        if not self.accepting:
+            fallback = setup.config.asterisk.fallback_context
+            self._side(self._hand_back_quietly(arrival.channel_id, fallback))
+            return
+        caller = Leg(arrival.channel_id, self.ari, self.router)
+        caller.in_stasis = True
+        number = setup.config.number(arrival.did)
+        if number is None:
+            if self.on_unknown_number:
+                self.on_unknown_number(arrival.did)
+            language = setup.config.numbers[0].language if setup.config.numbers else "en"
+            prompt = setup.prompts.say("unknown_number", language)
+            self._side(turn_away_unknown_number(caller, arrival.did, prompt))
+            return
+        call_id = str(uuid.uuid4())
         alert = AlertSummary(
             alert_id=str(uuid.uuid4()),
             call_id=call_id,
-            did=did,
+            did=arrival.did,
             number_name=number.name,
-            caller_id=caller_id,
+            caller_id=arrival.caller_id,
             caller_channel=caller.id,
             opened_at=self.clock(),
         )
@@ -133,61 +120,21 @@ class Controller:
             router=self.router,
             number=number,
             caller=caller,
-            caller_id=caller_id,
+            caller_id=arrival.caller_id,
             prompts=setup.prompts,
             journal=CallJournal(alert, self.emit, self.clock),
             planner=setup.planner,
             clock=self.clock,
             rng=self.rng,
         )
-        live = self.calls.get(call_id)
-        if live is not None:
-            live.ctx = ctx
-        if self.on_call_started:
-            self.on_call_started(ctx)
-        try:
-            await handle_call(ctx)
-        finally:
-            log.info("call_finished", reason=ctx.journal.alert.ended_reason)
-            if self.on_call_finished:
-                self.on_call_finished(ctx)
+        call = RunningCall.start(
+            ctx, on_started=self.on_call_started, on_finished=self.on_call_finished
+        )
+        self.calls[call_id] = call
+        call.task.add_done_callback(lambda _t: self.calls.pop(call_id, None))
 
-    async def _unknown_number(self, caller: Leg, did: str, setup: CallSetup) -> None:
-        log.warning("unknown_number", did=did)
-        if self.on_unknown_number:
-            self.on_unknown_number(did)
-        try:
-            async with asyncio.timeout(UNKNOWN_NUMBER_LIMIT_S):
-                await caller.answer()
-                language = setup.config.numbers[0].language if setup.config.numbers else "en"
-                await caller.play(
-                    setup.prompts.say("unknown_number", language), stop_on_digit=False
-                )
-        except Exception as exc:  # any failure still ends in a hang-up below
-            log.info("unknown_number_prompt_failed", error=str(exc))
-        finally:
-            await caller.hangup()
-            caller.release()
-
-    async def _hang_up_orphan(self, channel_id: str) -> None:
-        log.info("orphan_leg_hung_up", channel=channel_id)
-        try:
-            await self.ari.hangup(channel_id)
-        except AriError as exc:
-            log.warning("orphan_hangup_failed", channel=channel_id, error=str(exc))
-
-    async def _hand_back(self, channel_id: str) -> None:
-        """While shutting down, give a new call back to the dialplan's fallback."""
-        log.info("call_handed_back", channel=channel_id)
-        try:
-            await self.ari.continue_in_dialplan(
-                channel_id,
-                context=self.setup.config.asterisk.fallback_context,
-                extension="s",
-                priority=1,
-            )
-        except AriError as exc:
-            log.warning("hand_back_failed", channel=channel_id, error=str(exc))
+    async def _hand_back_quietly(self, channel_id: str, fallback_context: str) -> None:
+        await hand_back(self.ari, channel_id, fallback_context)
 
     def _side(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -200,13 +147,8 @@ class Controller:
         """Events in the gap are lost: wake every wait so it re-checks the far end, and take
         over channels in the application that no call owns."""
         if is_reconnect:
-            marker = AriEvent(RECONNECTED, {"type": RECONNECTED})
-            for live in list(self.calls.values()):
-                if live.ctx is None:
-                    continue
-                live.ctx.caller.mailbox.put(marker)
-                for leg in live.ctx.responder_legs.values():
-                    leg.mailbox.put(marker)
+            for call in list(self.calls.values()):
+                call.wake()
         for channel in await self._unowned_channels():
             self._adopt(channel)
 
@@ -259,35 +201,14 @@ class Controller:
             else:
                 # Such a conversation whose other side hung up: end it as its call would have.
                 ours = bridge.id in application.bridge_ids
-                self._side(self._end_conversation(channel.id, bridge.id if ours else None))
+                self._side(end_left_conversation(self.ari, channel.id, bridge.id if ours else None))
         return unowned
-
-    async def _end_conversation(self, channel_id: str, bridge_id: str | None) -> None:
-        log.info("left_conversation_ended", channel=channel_id, bridge=bridge_id)
-        try:
-            await self.ari.hangup(channel_id)
-            if bridge_id is not None:
-                await self.ari.destroy_bridge(bridge_id)
-        except AriError as exc:
-            log.warning("left_conversation_end_failed", channel=channel_id, error=str(exc))
 
     def _adopt(self, channel: Channel) -> None:
         """Pick the call up again as if it had just arrived; a responder leg is hung up."""
-        args = channel.dialplan_app_data.split(",")[1:]  # Stasis(<app>,<args>...)
-        event = AriEvent(
-            "StasisStart",
-            {
-                "type": "StasisStart",
-                "args": args,
-                "channel": {
-                    "id": channel.id,
-                    "caller": {"name": channel.caller_name, "number": channel.caller_number},
-                    "dialplan": {"exten": channel.dialplan_exten},
-                },
-            },
-        )
-        log.info("channel_adopted", channel=channel.id, args=args)
-        self.on_new_channel(event)
+        arrival = Arrival.from_channel(channel)
+        log.info("channel_adopted", channel=channel.id, args=list(arrival.args))
+        self.arrive(arrival)
 
     # ---- shutting down ----------------------------------------------------------------------
 
@@ -299,7 +220,7 @@ class Controller:
         """Stop taking calls; let calls in progress finish for up to `timeout` seconds, then hand
         the rest back to the dialplan. Returns how many had to be handed back."""
         self.accepting = False
-        tasks = [live.task for live in self.calls.values()]
+        tasks = [call.task for call in self.calls.values()]
         if tasks and not self._hurry.is_set():
             calls_over = asyncio.ensure_future(asyncio.wait(tasks))
             hurried = asyncio.ensure_future(self._hurry.wait())
@@ -311,20 +232,9 @@ class Controller:
                 waiter.cancel()
             await asyncio.gather(calls_over, hurried, return_exceptions=True)
         handed_back = 0
-        for live in list(self.calls.values()):
-            if live.task.done() or live.ctx is None:
-                continue
-            ctx = live.ctx
-            if ctx.bridge_id is not None:
-                # Connected: Asterisk keeps the bridge without us; the conversation goes on.
-                ctx.ending = "leave_connected"
-                ctx.journal.note("left_connected_at_shutdown")
-            else:
-                ctx.ending = "hand_back"
-                ctx.journal.note("handed_back_to_dialplan")
+        for call in list(self.calls.values()):
+            if await call.stop():
                 handed_back += 1
-            live.task.cancel()
-            await asyncio.gather(live.task, return_exceptions=True)
         if self._side_tasks:
             await asyncio.wait(list(self._side_tasks), timeout=5)
         return handed_back

@@ -14,9 +14,11 @@ from ari_controller.ari.errors import AriError
 from ari_controller.calls.context import CallContext, settle
 from ari_controller.calls.hold import hold_until_hangup
 from ari_controller.calls.hunt import Accepted, hunt_sequential, hunt_simultaneous
+from ari_controller.calls.ids import bridge_id
 from ari_controller.calls.ivr import ask_for_route
 from ari_controller.calls.leg import LegGone
 from ari_controller.calls.menu import GiveUp
+from ari_controller.calls.unowned import hand_back
 from ari_controller.calls.voicemail import take_voicemail
 from ari_controller.numbers import Route, select_routes
 
@@ -137,7 +139,7 @@ async def talk(ctx: CallContext, accepted: Accepted) -> None:
         journal.set_status("accepted", accepted_by=accepted.responder.user_id)
     else:
         journal.alert.accepted_by = accepted.responder.user_id
-    ctx.bridge_id = f"{ctx.call_id}-bridge"
+    ctx.bridge_id = bridge_id(ctx.call_id)
     await ctx.ari.create_bridge(ctx.bridge_id, type="mixing", name=f"call {ctx.call_id}")
     await ctx.ari.add_channel(ctx.bridge_id, [ctx.caller.id, accepted.leg.id])
     ctx.connected.set()
@@ -181,12 +183,7 @@ async def _clean_up(ctx: CallContext) -> None:
             for leg in ctx.responder_legs.values():
                 await leg.hangup()
             if ctx.ending == "hand_back" and not ctx.caller.gone:
-                try:
-                    await ctx.ari.continue_in_dialplan(
-                        ctx.caller.id, context=ctx.fallback_context, extension="s", priority=1
-                    )
-                except AriError as exc:
-                    log.warning("hand_back_failed", error=str(exc))
+                if not await hand_back(ctx.ari, ctx.caller.id, ctx.fallback_context):
                     await ctx.caller.hangup()
             else:
                 await ctx.caller.hangup()

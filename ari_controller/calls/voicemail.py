@@ -8,6 +8,7 @@ import structlog
 
 from ari_controller.ari.errors import AriError
 from ari_controller.calls.context import CallContext
+from ari_controller.calls.ids import voicemail_name
 from ari_controller.calls.leg import LegGone
 
 log = structlog.get_logger(__name__)
@@ -26,7 +27,7 @@ async def take_voicemail(ctx: CallContext) -> None:
     except LegGone:
         ctx.journal.note("voicemail_skipped", why="caller hung up before the beep")
         raise
-    name = f"vm-{ctx.call_id}"
+    name = voicemail_name(ctx.call_id)
     result = await caller.record(
         name, max_duration_s=settings.max_duration_s, max_silence_s=settings.max_silence_s
     )

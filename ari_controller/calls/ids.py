@@ -1,0 +1,46 @@
+"""The names a call gives the things it makes in Asterisk: legs, bridges, playbacks, recordings.
+
+Chosen by the controller, never by Asterisk, so a call registers them before it sends the request
+(events can arrive before the reply) and can find them again after a restart. Each one starts
+with the id of the channel or call it belongs to: what a log line or an operator reads first.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+# The first argument of Stasis() on a responder leg: such a channel is never a new call.
+RESPONDER_ARG = "responder"
+
+_playbacks = itertools.count(1)
+_utterances = itertools.count(1)
+
+
+def leg_id(call_id: str, order: int) -> str:
+    """A responder leg: the n-th channel placed for the call."""
+    return f"{call_id}-leg{order}"
+
+
+def responder_app_args(call_id: str) -> str:
+    """What a responder leg carries into Stasis(): it belongs to that call."""
+    return f"{RESPONDER_ARG},{call_id}"
+
+
+def bridge_id(call_id: str) -> str:
+    """The bridge a caller and the accepting responder talk in."""
+    return f"{call_id}-bridge"
+
+
+def playback_id(channel_id: str) -> str:
+    """One prompt played on a channel (unique within this process)."""
+    return f"{channel_id}-pb-{next(_playbacks)}"
+
+
+def voicemail_name(call_id: str) -> str:
+    """The stored recording of the call's voicemail."""
+    return f"vm-{call_id}"
+
+
+def utterance_name(channel_id: str) -> str:
+    """One utterance recorded to be recognised, then deleted."""
+    return f"{channel_id}-said-{next(_utterances)}"
