@@ -36,9 +36,10 @@ bench-asterisk: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ari_controller tests bench
 	$(BIN)/ruff format --check ari_controller tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .grimp_cache .import_linter_cache

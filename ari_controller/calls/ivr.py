@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from ari_controller.calls.context import CallContext
+from ari_controller.calls.listening import key_or_word, note_utterances
 from ari_controller.calls.menu import Chosen, GiveUp, Menu, Repeat
 from ari_controller.numbers import Route
-from ari_controller.speech.listening import key_or_word, note_utterances, recognizer_for
+from ari_controller.speech.availability import recognizer_for
 from ari_controller.speech.vocabulary import route_vocabulary
 
 # What the menu is given for words that were heard but did not count: an invalid choice.

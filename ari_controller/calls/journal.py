@@ -18,6 +18,7 @@ import structlog
 
 from ari_controller.calls import records as r
 from ari_controller.calls.outcomes import LegOutcome
+from ari_controller.speech.utterances import UtteranceResult
 
 log = structlog.get_logger(__name__)
 
@@ -34,9 +35,8 @@ def utc_now() -> dt.datetime:
 
 
 Party: TypeAlias = Literal["caller", "responder"]
-# counted: a phrase at or above the threshold; rejected: words that did not count; silence:
-# no voice; too_slow: decoding outlasted recognize_timeout_s; unreadable: a broken file.
-HeardResult: TypeAlias = Literal["counted", "rejected", "silence", "too_slow", "unreadable"]
+# What became of one utterance (see speech.utterances).
+HeardResult: TypeAlias = UtteranceResult
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,7 @@ from ari_controller.ari.errors import (
 )
 from ari_controller.ari.events import EventRouter, Mailbox
 from ari_controller.ari.models import AriEvent, Channel, JsonObject
+from ari_controller.calls import ids
 
 log = structlog.get_logger(__name__)
 
@@ -48,8 +48,6 @@ _GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
 
 # The longest any single prompt may take before we stop waiting for its PlaybackFinished.
 PLAYBACK_GUARD_S = 180.0
-
-_playback_numbers = itertools.count(1)
 
 HANGUP_ATTEMPTS = 3
 HANGUP_RETRY_S = 0.5
@@ -276,7 +274,7 @@ class Leg:
         self._raise_if_gone()
         if stop_on_digit and self._digits:
             return self._digits.popleft()
-        playback_id = f"{self.id}-pb-{next(_playback_numbers)}"
+        playback_id = ids.playback_id(self.id)
         self._watch(playback_id)
         try:
             with self._gone_if_404():
