@@ -87,7 +87,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 def cmd_preview(args: argparse.Namespace) -> int:
     from ari_controller.announcements import greeting_and_menu
-    from ari_controller.app import make_library
+    from ari_controller.daemon.setup import make_library
     from ari_controller.numbers import numbered_routes
     from ari_controller.prompts.preview import preview
 
@@ -119,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     """The daemon: exit 0 after a clean stop (SIGTERM/SIGINT), 1 when it cannot start."""
     import structlog
 
-    from ari_controller.app import Daemon
+    from ari_controller.daemon.app import Daemon
 
     path = Path(args.config)
     config = _load(args.config)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ari_controller.app import config_digest, keep_restart_only
+from ari_controller.daemon.setup import config_digest, keep_restart_only
 from ari_controller.config import parse_config
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ari_controller import systemd
+from ari_controller.daemon import systemd
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from typing import Any
 from ari_controller.calls import records as r
 from ari_controller.calls.journal import AlertSummary, CallJournal, LegRecord, SpeechHeard
 from ari_controller.calls.outcomes import LegOutcome
-from ari_controller.metrics import Metrics
+from ari_controller.daemon.metrics import Metrics
 
 T0 = dt.datetime(2025, 3, 4, 10, 0, tzinfo=dt.UTC)
 

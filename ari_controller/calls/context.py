@@ -33,6 +33,10 @@ Planner = Callable[[str, dt.datetime, random.Random], CallPlan]
 
 @dataclass
 class CallContext:
+    """Everything one call owns while it runs: its caller and responder legs, its bridge, its
+    journal, and the configuration it started with. Only the call's own steps change it; the
+    controller reaches it through RunningCall (wake, stop), never by editing it."""
+
     call_id: str
     app: str
     fallback_context: str

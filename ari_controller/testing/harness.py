@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from ari_controller.app import Daemon
+from ari_controller.daemon.app import Daemon
 from ari_controller.config import Config
 from ari_controller.prompts.tts import SpeechEngine
 from ari_controller.simulator import inspect

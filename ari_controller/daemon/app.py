@@ -7,7 +7,7 @@ Signals (as systemd sends them):
 - SIGHUP: read the configuration file again. New calls use it; calls in progress keep the
   one they started with. A bad file is rejected with its reasons logged and the old one stays.
 
-HTTP: /healthz (the process and its event loop answer), /readyz (ARI connected, database
+HTTP (daemon/http.py): /healthz, /readyz (ARI connected, database
 reachable, still owning the Stasis app, taking calls: else 503), /metrics (Prometheus).
 """
 
@@ -17,82 +17,40 @@ import asyncio
 import contextlib
 import datetime as dt
 import gc
-import hashlib
-import json
 import random
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import structlog
-from aiohttp import web
 
-from ari_controller import systemd
-from ari_controller.announcements import prepare_announcements
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
 from ari_controller.calls.journal import Clock, utc_now
 from ari_controller.config import Config, ConfigError, load_config
-from ari_controller.controller import CallSetup, Controller
-from ari_controller.metrics import Metrics
-from ari_controller.planning import make_planner
+from ari_controller.daemon import systemd
+from ari_controller.daemon.controller import Controller
+from ari_controller.daemon.http import StatusServer, database_reachable
+from ari_controller.daemon.metrics import Metrics
+from ari_controller.daemon.setup import (
+    build_setup,
+    config_digest,
+    keep_restart_only,
+    make_library,
+    resolve,
+)
 from ari_controller.prompts.library import PromptLibrary, media_routes
-from ari_controller.prompts.tts import SpeechEngine, engine_from_config
-from ari_controller.speech.availability import load_speech_models
+from ari_controller.prompts.tts import SpeechEngine
 from ari_controller.store.writer import StoreWriter
 
 log = structlog.get_logger(__name__)
 
 # How long in-flight calls may go on after SIGTERM before they are handed back.
 DEFAULT_DRAIN_S = 30.0
-# Checking the database for /readyz must answer quickly even when Postgres hangs.
-READY_DB_TIMEOUT_S = 2.0
 # Writing what is pending at shutdown; what is left after this stays in the spool file.
 FLUSH_AT_STOP_S = 10.0
-# Sections a reload cannot change under running connections: they need a restart.
-RESTART_ONLY_SECTIONS = ("asterisk", "database", "http", "prompts")
-
-
-def resolve(base_dir: Path, value: str) -> Path:
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else base_dir / path
-
-
-def make_library(
-    config: Config, base_dir: Path, engine: SpeechEngine | None = None
-) -> PromptLibrary:
-    settings = config.prompts
-    return PromptLibrary(
-        resolve(base_dir, settings.cache_dir),
-        engine or engine_from_config(settings.engine, **settings.engine_options),
-        media_mode=settings.media,
-        sound_prefix=settings.sound_prefix,
-        http_base=settings.http_base,
-    )
-
-
-async def build_setup(config: Config, base_dir: Path, library: PromptLibrary) -> CallSetup:
-    """Everything a new call needs; raises when the configuration cannot be used."""
-    announcements = await prepare_announcements(library, config.numbers, base_dir)
-    await load_speech_models(config.numbers)
-    return CallSetup(config, announcements, make_planner(config))
-
-
-def config_digest(config: Config) -> str:
-    """A short fingerprint of the configuration in use, shown by /readyz and in logs."""
-    text = json.dumps(config.model_dump(mode="json"), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def keep_restart_only(new: Config, running: Config) -> tuple[Config, list[str]]:
-    """The new configuration with the connection sections of the running one, and the names
-    of those sections that changed (they take effect at the next restart)."""
-    changed = [s for s in RESTART_ONLY_SECTIONS if getattr(new, s) != getattr(running, s)]
-    kept = new.model_copy(update={s: getattr(running, s) for s in RESTART_ONLY_SECTIONS})
-    return kept, changed
 
 
 def tune_garbage_collector() -> None:
@@ -104,7 +62,24 @@ def tune_garbage_collector() -> None:
 
 
 @dataclass
+class Running:
+    """What a started daemon is made of: built together, started in this order."""
+
+    library: PromptLibrary
+    writer: StoreWriter
+    ari: AriClient
+    router: EventRouter
+    controller: Controller
+    events: EventConnection
+    http: StatusServer
+
+
+@dataclass
 class Daemon:
+    """Owns the daemon's lifetime: builds its parts from the configuration, starts them, swaps
+    the configuration on reload, drains and closes them on stop, and answers signals. It does
+    no call work: calls belong to the controller, their records to the store writer."""
+
     config: Config
     config_path: Path | None = None
     clock: Clock = utc_now
@@ -117,16 +92,50 @@ class Daemon:
     def __post_init__(self) -> None:
         self.base_dir = self.config_path.parent if self.config_path else Path.cwd()
         self.stopped = asyncio.Event()
-        self.http_port: int | None = None
+        self.running: Running | None = None
         # Another controller took the Stasis app (ApplicationReplaced): see `_replaced`.
         self.replaced = False
         self.config_loaded_at = dt.datetime.now(dt.UTC)
+        # What `_close` undoes, in reverse order: each part once it has started.
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self._runner: web.AppRunner | None = None
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[bool]] = set()
         self._stopping = False
         self._closed = False
+        self._all_written = True
+        self._flush_s = 0.0
+
+    # The parts, once started (tests, the bench and the HTTP endpoints read them).
+
+    def _parts(self) -> Running:
+        if self.running is None:
+            raise RuntimeError("the daemon is not started")
+        return self.running
+
+    @property
+    def controller(self) -> Controller:
+        return self._parts().controller
+
+    @property
+    def writer(self) -> StoreWriter:
+        return self._parts().writer
+
+    @property
+    def events(self) -> EventConnection:
+        return self._parts().events
+
+    @property
+    def router(self) -> EventRouter:
+        return self._parts().router
+
+    @property
+    def library(self) -> PromptLibrary:
+        return self._parts().library
+
+    @property
+    def http_port(self) -> int | None:
+        return self.running.http.port if self.running is not None else None
 
     async def start(self) -> None:
         """Build and start everything; on failure, close what was started and raise."""
@@ -138,17 +147,16 @@ class Daemon:
 
     async def _start(self) -> None:
         config = self.config
-        self.library = make_library(config, self.base_dir, self.engine)
-        setup = await build_setup(config, self.base_dir, self.library)
+        library = make_library(config, self.base_dir, self.engine)
+        setup = await build_setup(config, self.base_dir, library)
         db = config.database
-        self.writer = StoreWriter(
+        writer = StoreWriter(
             db.resolved_dsn(),
             resolve(self.base_dir, db.spool_dir),
             on_write=self.metrics.store_write,
         )
-        await self.writer.start()
         asterisk = config.asterisk
-        self.ari = AriClient(
+        ari = AriClient(
             asterisk.url,
             asterisk.username,
             asterisk.resolved_password() or "",
@@ -156,47 +164,63 @@ class Daemon:
             max_connections=asterisk.max_connections,
             on_closed_connection=self.metrics.ari_closed_connection,
         )
-        await self.ari.start()
-        self.router = EventRouter()
-        self.controller = Controller(
-            self.ari,
-            self.router,
+        router = EventRouter()
+        controller = Controller(
+            ari,
+            router,
             setup,
-            self.writer.submit,
+            writer.submit,
             clock=self.clock,
             rng=self.rng,
             on_call_started=self.metrics.call_started,
             on_call_finished=self.metrics.call_finished,
             on_unknown_number=self.metrics.unknown_number,
         )
-        self.controller.attach()
-        self.events = EventConnection(
+        events = EventConnection(
             asterisk.url,
             asterisk.username,
             asterisk.resolved_password() or "",
             asterisk.app,
-            self.router,
+            router,
             on_connected=self._connected,
             on_disconnected=self._disconnected,
             on_replaced=self._replaced,
         )
-        self._tasks.append(asyncio.create_task(self.events.run(), name="ari-events"))
-        await self._start_http()
-        self._tasks.append(
-            asyncio.create_task(self._sweep(asterisk.sweep_interval_s), name="orphan-sweep")
+        http = StatusServer(
+            config.http.host,
+            config.http.port,
+            checks=self.ready,
+            status=self._status,
+            metrics=self._exposition,
+            extra_routes=media_routes(library),
         )
+        self.running = Running(library, writer, ari, router, controller, events, http)
+
+        await writer.start()
+        self._closers.append(self._close_writer)
+        await ari.start()
+        self._closers.append(ari.close)
+        controller.attach()
+        self._background(events.run(), "ari-events")
+        self._closers.append(self._stop_events_and_tasks)
+        await http.start()
+        self._closers.append(http.close)
+        self._background(self._sweep(asterisk.sweep_interval_s), "orphan-sweep")
         interval = systemd.watchdog_interval()
         if interval:
-            self._tasks.append(asyncio.create_task(self._watchdog(interval), name="watchdog"))
+            self._background(self._watchdog(interval), "watchdog")
         systemd.notify("READY=1\nSTATUS=connecting to Asterisk")
         log.info(
             "daemon_started",
             app=asterisk.app,
             numbers=len(config.numbers),
-            http_port=self.http_port,
+            http_port=http.port,
             config=config_digest(config),
             watchdog_s=interval,
         )
+
+    def _background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
 
     # ---- ARI connection ---------------------------------------------------------------------
 
@@ -234,43 +258,10 @@ class Daemon:
             hint="another controller took the app; restart this one to take it back",
         )
 
-    # ---- HTTP: health, readiness, metrics, prompt audio ---------------------------------------
-
-    async def _start_http(self) -> None:
-        app = web.Application()
-        app.add_routes(
-            [
-                web.get("/healthz", self._healthz),
-                web.get("/readyz", self._readyz),
-                web.get("/metrics", self._metrics),
-                *media_routes(self.library),
-            ]
-        )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.http.host, self.config.http.port)
-        await site.start()
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        self.http_port = sockets[0].getsockname()[1] if sockets else self.config.http.port
-
-    async def _healthz(self, _request: web.Request) -> web.Response:
-        # Answering at all shows the event loop is not wedged.
-        return web.json_response({"status": "alive"})
+    # ---- what /readyz and /metrics tell ------------------------------------------------------
 
     async def database_reachable(self) -> bool:
-        try:
-            conn = await asyncpg.connect(
-                self.config.database.resolved_dsn(), timeout=READY_DB_TIMEOUT_S
-            )
-            try:
-                await conn.fetchval("SELECT 1", timeout=READY_DB_TIMEOUT_S)
-            finally:
-                await conn.close(timeout=READY_DB_TIMEOUT_S)
-        except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
-            log.info("readiness_database_unreachable", error=str(exc) or type(exc).__name__)
-            return False
-        return True
+        return await database_reachable(self.config.database.resolved_dsn())
 
     async def ready(self) -> dict[str, bool]:
         """Each readiness check by name; ready when all are true."""
@@ -281,25 +272,18 @@ class Daemon:
             "accepting_calls": self.controller.accepting,
         }
 
-    async def _readyz(self, _request: web.Request) -> web.Response:
-        checks = await self.ready()
-        ok = all(checks.values())
-        body: dict[str, Any] = {
-            "ready": ok,
-            **checks,
+    def _status(self) -> dict[str, Any]:
+        return {
             "calls_in_progress": len(self.controller.calls),
             "config": {
                 "digest": config_digest(self.config),
                 "loaded_at": self.config_loaded_at.isoformat(),
             },
         }
-        return web.json_response(body, status=200 if ok else 503)
 
-    async def _metrics(self, _request: web.Request) -> web.Response:
+    def _exposition(self) -> bytes:
         self.metrics.db_pending.set(self.writer.pending)
-        return web.Response(
-            body=self.metrics.exposition(), content_type="text/plain", charset="utf-8"
-        )
+        return self.metrics.exposition()
 
     # ---- reload and stop ----------------------------------------------------------------------
 
@@ -368,7 +352,7 @@ class Daemon:
             return
         self._stopping = True
         systemd.notify("STOPPING=1\nSTATUS=draining calls")
-        controller: Controller | None = getattr(self, "controller", None)
+        controller = self.running.controller if self.running is not None else None
         calls = len(controller.calls) if controller else 0
         log.info("daemon_stopping", calls=calls, drain_s=self.drain_s)
         handed_back = await controller.drain(self.drain_s) if controller else 0
@@ -379,26 +363,28 @@ class Daemon:
     async def _close(self, flush_s: float) -> bool:
         """Close whatever was started, in reverse order; True when every record was written."""
         if self._closed:
-            return True
+            return self._all_written
         self._closed = True
-        events: EventConnection | None = getattr(self, "events", None)
-        if events is not None:
-            await events.stop()
-        for task in [*self._tasks, *self._reloads]:
+        self._flush_s = flush_s
+        while self._closers:
+            await self._closers.pop()()
+        await self._cancel_tasks()  # any left by a start that failed half-way
+        return self._all_written
+
+    async def _stop_events_and_tasks(self) -> None:
+        await self.events.stop()
+        await self._cancel_tasks()
+
+    async def _cancel_tasks(self) -> None:
+        tasks = [*self._tasks, *self._reloads]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._reloads, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
-        flushed = True
-        writer: StoreWriter | None = getattr(self, "writer", None)
-        if writer is not None:
-            flushed = await writer.close(timeout=flush_s)
-        ari: AriClient | None = getattr(self, "ari", None)
-        if ari is not None:
-            await ari.close()
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-        return flushed
+
+    async def _close_writer(self) -> None:
+        # What is not written within the flush time stays in the spool for the next start.
+        self._all_written = await self.writer.close(timeout=self._flush_s)
 
     async def _sweep(self, interval: float) -> None:
         """Now and then, take over channels in the application that no call owns."""
@@ -429,9 +415,8 @@ class Daemon:
             if stop_requested.is_set():
                 # Asked again: the operator will not wait for the drain; hand calls back now.
                 log.info("stop_hurried", signal=sig.name)
-                controller: Controller | None = getattr(self, "controller", None)
-                if controller is not None:
-                    controller.hurry()
+                if self.running is not None:
+                    self.running.controller.hurry()
                 return
             log.info("stop_requested", signal=sig.name)
             stop_requested.set()
