@@ -20,8 +20,8 @@ from typing import Any
 from instruments import Instruments, cpu_s, percentile, rss_kb
 from lines import read_command, say
 
-from ari_controller.daemon.app import Daemon, tune_garbage_collector
 from ari_controller.config import Config, load_config
+from ari_controller.daemon.app import Daemon, tune_garbage_collector
 from ari_controller.logging import configure_logging
 from ari_controller.testing.harness import configure_for
 

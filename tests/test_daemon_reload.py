@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ari_controller.daemon.setup import config_digest, keep_restart_only
 from ari_controller.config import parse_config
+from ari_controller.daemon.setup import config_digest, keep_restart_only
 
 
 def config(**changes: Any) -> Any:

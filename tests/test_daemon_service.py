@@ -25,8 +25,8 @@ import pytest
 import yaml
 
 from ari_controller.announcements import greeting_and_menu, responder_sentences
-from ari_controller.daemon.setup import config_digest, make_library
 from ari_controller.config import Config, load_config
+from ari_controller.daemon.setup import config_digest, make_library
 from ari_controller.numbers import numbered_routes
 from ari_controller.simulator.server import Simulator
 from ari_controller.store.queries import get_alert, list_alerts

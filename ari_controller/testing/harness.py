@@ -17,8 +17,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from ari_controller.daemon.app import Daemon
 from ari_controller.config import Config
+from ari_controller.daemon.app import Daemon
 from ari_controller.prompts.tts import SpeechEngine
 from ari_controller.simulator import inspect
 from ari_controller.simulator.server import Simulator

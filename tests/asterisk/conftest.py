@@ -28,8 +28,8 @@ from ari_controller.announcements import (
     prepare_announcements,
     responder_sentences,
 )
-from ari_controller.daemon.setup import make_library
 from ari_controller.config import parse_config
+from ari_controller.daemon.setup import make_library
 from ari_controller.numbers import Number, numbered_routes
 from ari_controller.prompts.catalogue import render
 from ari_controller.prompts.library import PromptLibrary
