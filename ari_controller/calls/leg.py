@@ -364,17 +364,9 @@ class Leg:
         self._raise_if_gone()
         self._watch(name)
         try:
-            with self._gone_if_404():
-                await self.ari.record(
-                    self.id,
-                    name=name,
-                    format="wav",
-                    max_duration_s=max_duration_s,
-                    max_silence_s=max_silence_s,
-                    beep=True,
-                    terminate_on=terminate_on,
-                    if_exists="overwrite",
-                )
+            await self._start_recording(
+                name, max_duration_s, max_silence_s, beep=True, terminate_on=terminate_on
+            )
             # Asterisk ends the recording itself at max duration; the margin covers its latency.
             end = await self._recording_end(name, max_duration_s + 15)
             if end.event is None:
@@ -401,29 +393,47 @@ class Leg:
         digit: str | None = None
         finished = False
         try:
-            with self._gone_if_404():
-                await self.ari.record(
-                    self.id,
-                    name=name,
-                    format="wav",
-                    max_duration_s=max_duration_s,
-                    max_silence_s=max_silence_s,
-                    beep=False,
-                    terminate_on="any",
-                    if_exists="overwrite",
-                )
-                # Asterisk ends the recording itself; the margin covers its latency.
-                end = await self._recording_end(name, max_duration_s + 5)
-                finished = end.event is not None and end.event.type == "RecordingFinished"
-                digit = end.digit  # terminateOn ended the recording: the key wins over the words
-                if digit is not None or self.gone or not finished:
-                    return Heard(digit, None)
+            await self._start_recording(
+                name, max_duration_s, max_silence_s, beep=False, terminate_on="any"
+            )
+            # Asterisk ends the recording itself; the margin covers its latency.
+            end = await self._recording_end(name, max_duration_s + 5)
+            finished = end.event is not None and end.event.type == "RecordingFinished"
+            digit = end.digit  # terminateOn ended the recording: the key wins over the words
+            if digit is not None or self.gone or not finished:
+                return Heard(digit, None)
+            try:
                 return Heard(None, await self.ari.get_stored_recording_file(name))
+            except NotFound:
+                # The stored file is missing (not the channel): nothing to hear this time.
+                log.warning("utterance_file_missing", recording=name)
+                return Heard(None, None)
         finally:
             self._unwatch(name)
             await asyncio.shield(self._discard_recording(name, finished))
             if digit is None:
                 self._raise_if_gone()
+
+    async def _start_recording(
+        self,
+        name: str,
+        max_duration_s: int,
+        max_silence_s: int,
+        *,
+        beep: bool,
+        terminate_on: str,
+    ) -> None:
+        with self._gone_if_404():
+            await self.ari.record(
+                self.id,
+                name=name,
+                format="wav",
+                max_duration_s=max_duration_s,
+                max_silence_s=max_silence_s,
+                beep=beep,
+                terminate_on=terminate_on,
+                if_exists="overwrite",
+            )
 
     async def _recording_end(self, name: str, limit: float) -> _RecordingEnd:
         """Wait for the recording's RecordingFinished/Failed, noting the first key pressed and
