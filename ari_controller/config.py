@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ari_controller.numbers import Number
 from ari_controller.oncall.models import EscalationPolicy, Schedule, User
@@ -98,6 +98,67 @@ class PromptSettings(BaseModel):
     http_base: str | None = None
 
 
+class Destination(BaseModel):
+    """Where alert messages go: a chat incoming webhook (Slack, Mattermost, Microsoft Teams
+    Workflows) or a generic webhook signed per Standard Webhooks with a secret from the
+    environment (`secret_env`, "whsec_..." or any string)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    type: Literal["slack", "mattermost", "teams", "webhook"]
+    url: str | None = None
+    url_env: str | None = None  # chat webhook URLs are secrets too
+    secret_env: str | None = None
+    # At most this many messages a minute to this destination; the rest wait their turn.
+    rate_per_minute: int = Field(default=60, ge=1, le=6000)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    @model_validator(mode="after")
+    def _complete(self) -> Destination:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url and url_env")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url '{self.url}' is not an http(s) URL")
+        if self.type == "webhook" and not self.secret_env:
+            raise ValueError("a webhook destination signs its messages: give secret_env")
+        return self
+
+    def resolved_url(self) -> str | None:
+        return os.environ.get(self.url_env) if self.url_env else self.url
+
+    def resolved_secret(self) -> str | None:
+        return os.environ.get(self.secret_env) if self.secret_env else None
+
+
+class AlertEngineSettings(BaseModel):
+    """The alert engine's timing; any number of daemons on one database may run it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    # How often due escalation steps and deliveries are looked for.
+    poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    # A claimed delivery not reported back within this is claimed again (its sender died).
+    lease_s: float = Field(default=60.0, gt=0, le=3600)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_initial_s: float = Field(default=5.0, gt=0, le=3600)
+    backoff_max_s: float = Field(default=900.0, gt=0, le=86400)
+    default_escalation_delay_minutes: float = Field(default=5.0, ge=0, le=1440)
+
+
+class AlertsSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    destinations: list[Destination] = Field(default_factory=list)
+    # Links in messages point here (`<public_base_url>/alerts/<id>`) when it is set.
+    public_base_url: str | None = None
+    engine: AlertEngineSettings = Field(default_factory=AlertEngineSettings)
+
+    def destination(self, destination_id: str) -> Destination | None:
+        return next((d for d in self.destinations if d.id == destination_id), None)
+
+
 class Config(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -109,6 +170,7 @@ class Config(BaseModel):
     schedules: list[Schedule] = Field(default_factory=list)
     escalation_policies: list[EscalationPolicy] = Field(default_factory=list)
     numbers: list[Number] = Field(min_length=1)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
 
     def number(self, did: str) -> Number | None:
         for number in self.numbers:
@@ -163,6 +225,50 @@ def reference_problems(config: Config) -> list[tuple[str, str]]:
                             f"unknown escalation policy '{route.policy}'",
                         )
                     )
+    problems.extend(_destination_problems(config))
+    return problems
+
+
+def _destination_problems(config: Config) -> list[tuple[str, str]]:
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for d, destination in enumerate(config.alerts.destinations):
+        if destination.id in seen:
+            problems.append((f"alerts.destinations[{d}].id", f"'{destination.id}' is there twice"))
+        seen.add(destination.id)
+    for n, number in enumerate(config.numbers):
+        for a, action in enumerate(number.alerts.actions):
+            if action.destination not in seen:
+                problems.append(
+                    (
+                        f"numbers[{n}].alerts.actions[{a}].destination",
+                        f"unknown destination '{action.destination}'",
+                    )
+                )
+    for u, user in enumerate(config.users):
+        for r, rule in enumerate(user.notify):
+            target = config.alerts.destination(rule.to)
+            if target is None:
+                problems.append((f"users[{u}].notify[{r}].to", f"unknown destination '{rule.to}'"))
+            elif (rule.method == "webhook") != (target.type == "webhook"):
+                problems.append(
+                    (
+                        f"users[{u}].notify[{r}].to",
+                        f"'{rule.to}' is a {target.type} destination, not {rule.method}",
+                    )
+                )
+    return problems
+
+
+def environment_problems(config: Config) -> list[tuple[str, str]]:
+    """Secrets the configuration names but the environment does not hold (check-config)."""
+    problems = []
+    for d, destination in enumerate(config.alerts.destinations):
+        for key in ("url_env", "secret_env"):
+            variable = getattr(destination, key)
+            if variable and not os.environ.get(variable):
+                path = f"alerts.destinations[{d}].{key}"
+                problems.append((path, f"environment variable {variable} is not set"))
     return problems
 
 

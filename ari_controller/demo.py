@@ -52,7 +52,7 @@ class Scenario:
     did: str
     ended: str  # the alert's ended_reason we expect
     outcomes: list[str] | None = None  # leg outcomes in order, when they are certain
-    accepted_by: str | None = None
+    acknowledged_by: str | None = None
 
 
 SCENARIOS = [
@@ -127,7 +127,7 @@ def describe(kind: str, data: dict[str, Any]) -> str:
         case "leg_ended":
             cause = f", cause {data['cause']}" if data.get("cause") is not None else ""
             return f"{data.get('user')}: {data.get('outcome')}{cause}"
-        case "alert_accepted" | "alert_resolved":
+        case "alert_acknowledged" | "alert_resolved":
             who = f" by {data['by']}" if data.get("by") else ""
             return f"alert {kind.removeprefix('alert_')}{who}"
         case "bridged":
@@ -152,8 +152,9 @@ def check(scenario: Scenario, alert: dict[str, Any]) -> list[str]:
     outcomes = [leg["outcome"] for leg in alert["calls"][0]["legs"]]
     if scenario.outcomes is not None and outcomes != scenario.outcomes:
         problems.append(f"legs {outcomes}, expected {scenario.outcomes}")
-    if scenario.accepted_by is not None and alert["accepted_by"] != scenario.accepted_by:
-        problems.append(f"accepted by {alert['accepted_by']}, expected {scenario.accepted_by}")
+    expected_by = scenario.acknowledged_by
+    if expected_by is not None and alert["acknowledged_by"] != expected_by:
+        problems.append(f"acknowledged by {alert['acknowledged_by']}, expected {expected_by}")
     if scenario.ended == "voicemail" and not (alert["voicemail"] or {}).get("audio_bytes"):
         problems.append("no voicemail audio stored")
     return problems
@@ -176,7 +177,7 @@ def print_alerts(alerts: list[dict[str, Any]]) -> None:
         vm = "yes" if alert["voicemail"] else "-"
         print(
             f"   {alert['number_did']:<7}{(alert['route'] or '-'):<22}{alert['status']:<10}"
-            f"{(alert['accepted_by'] or '-'):<16}{alert['ended_reason']:<18}"
+            f"{(alert['acknowledged_by'] or '-'):<16}{alert['ended_reason']:<18}"
             f"{alert['escalation_count']:<5}{vm}"
         )
 

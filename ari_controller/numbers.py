@@ -142,6 +142,47 @@ class OutsideHours(BaseModel):
 
 Resolution = Literal["accept_on_answer", "resolve_on_end", "leave_open"]
 
+# What the alert engine tells destinations about (Standard Webhooks event types).
+AlertEvent = Literal[
+    "alert.created", "alert.escalated", "alert.acknowledged", "alert.resolved", "voicemail.created"
+]
+ALERT_EVENTS: tuple[AlertEvent, ...] = (
+    "alert.created",
+    "alert.escalated",
+    "alert.acknowledged",
+    "alert.resolved",
+    "voicemail.created",
+)
+# Call endings that can escalate an alert to its route's escalation policy.
+EscalatingEnding = Literal["nobody_available", "voicemail", "caller_abandoned", "controller_error"]
+ESCALATING_ENDINGS: tuple[EscalatingEnding, ...] = (
+    "nobody_available",
+    "voicemail",
+    "caller_abandoned",
+    "controller_error",
+)
+
+
+class AlertAction(BaseModel):
+    """Send these events of this number's alerts to one destination (chat or webhook)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    destination: str = Field(min_length=1)
+    events: list[AlertEvent] = Field(default_factory=lambda: list(ALERT_EVENTS), min_length=1)
+
+
+class NumberAlerts(BaseModel):
+    """What this number's alerts do after the call: which endings escalate (notify the route's
+    escalation policy rule by rule until acknowledged) and where its alert events are sent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    escalate_on: list[EscalatingEnding] = Field(default_factory=lambda: list(ESCALATING_ENDINGS))
+    # A voicemail left outside support hours escalates when the hours begin, not at night.
+    hold_voicemail_outside_hours: bool = False
+    actions: list[AlertAction] = Field(default_factory=list)
+
 
 class Number(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -162,6 +203,7 @@ class Number(BaseModel):
     support_hours: SupportHours | None = None
     outside_hours: OutsideHours = Field(default_factory=OutsideHours)
     resolution: Resolution = "accept_on_answer"
+    alerts: NumberAlerts = Field(default_factory=NumberAlerts)
 
     @model_validator(mode="after")
     def _digits(self) -> Number:

@@ -130,3 +130,101 @@ CREATE TABLE notification_outbox (
 );
 CREATE INDEX notification_outbox_unsent_idx ON notification_outbox (id) WHERE sent_at IS NULL;
 CREATE INDEX notification_outbox_alert_id_idx ON notification_outbox (alert_id);
+
+-- migration: 0002 alert lifecycle open/acknowledged/resolved, escalation, deliveries, tokens
+
+-- A responder accepting a call acknowledges its alert: one lifecycle for calls, people and
+-- machines (open -> acknowledged -> resolved, or open -> resolved).
+ALTER TABLE alerts DROP CONSTRAINT alerts_status_check;
+ALTER TABLE alerts DROP CONSTRAINT alerts_accepted_has_time;
+ALTER TABLE alerts RENAME COLUMN accepted_by TO acknowledged_by;
+ALTER TABLE alerts RENAME COLUMN accepted_at TO acknowledged_at;
+UPDATE alerts SET status = 'acknowledged' WHERE status = 'accepted';
+ALTER TABLE alerts ADD CONSTRAINT alerts_status_check
+    CHECK (status IN ('open', 'acknowledged', 'resolved'));
+ALTER TABLE alerts ADD CONSTRAINT alerts_acknowledged_has_time
+    CHECK (status <> 'acknowledged' OR acknowledged_at IS NOT NULL);
+-- The escalation policy of the route the caller chose: whom an escalation notifies.
+ALTER TABLE alerts ADD COLUMN policy_id text;
+
+-- The outbox rows are alert events (alert.created, alert.escalated, ...) that the alert
+-- engine expands into escalations and deliveries; sent_at is when it did.
+
+-- One escalation per alert: the engine notifies rule `next_rule` of the policy at `due_at`,
+-- then moves on, until the alert is acknowledged or resolved or every round has run.
+-- Any number of daemons may run the engine: a row lock (SKIP LOCKED) decides who acts.
+CREATE TABLE alert_escalations (
+    alert_id   uuid PRIMARY KEY REFERENCES alerts (id) ON DELETE CASCADE,
+    policy_id  text NOT NULL,
+    reason     text NOT NULL,
+    next_rule  integer NOT NULL DEFAULT 0
+               CONSTRAINT alert_escalations_next_rule_check CHECK (next_rule >= 0),
+    round      integer NOT NULL DEFAULT 0
+               CONSTRAINT alert_escalations_round_check CHECK (round >= 0),
+    due_at     timestamptz NOT NULL,
+    state      text NOT NULL DEFAULT 'active'
+               CONSTRAINT alert_escalations_state_check
+               CHECK (state IN ('active', 'held', 'done', 'stopped')),
+    created_at timestamptz NOT NULL,
+    updated_at timestamptz NOT NULL
+);
+CREATE INDEX alert_escalations_due_idx ON alert_escalations (due_at)
+    WHERE state IN ('active', 'held');
+
+-- Every message about an alert to one destination (a chat or webhook endpoint); id is also
+-- the webhook-id, the same on every retry. A sender claims a due row for `claimed_until`
+-- (a daemon that dies after its claim leaves the row to be claimed again), sends, records.
+CREATE TABLE deliveries (
+    id            uuid PRIMARY KEY,
+    alert_id      uuid NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+    event         text NOT NULL CONSTRAINT deliveries_event_check CHECK (event <> ''),
+    destination   text NOT NULL CONSTRAINT deliveries_destination_check CHECK (destination <> ''),
+    user_id       text,  -- the person notified (notification rules); NULL: a number's action
+    payload       jsonb NOT NULL
+                  CONSTRAINT deliveries_payload_check CHECK (jsonb_typeof(payload) = 'object'),
+    state         text NOT NULL DEFAULT 'pending'
+                  CONSTRAINT deliveries_state_check
+                  CHECK (state IN ('pending', 'sent', 'dead', 'cancelled')),
+    attempts      integer NOT NULL DEFAULT 0
+                  CONSTRAINT deliveries_attempts_check CHECK (attempts >= 0),
+    due_at        timestamptz NOT NULL,
+    claimed_until timestamptz,
+    last_error    text,
+    created_at    timestamptz NOT NULL,
+    sent_at       timestamptz,
+    CONSTRAINT deliveries_sent_has_time CHECK (state <> 'sent' OR sent_at IS NOT NULL)
+);
+CREATE INDEX deliveries_due_idx ON deliveries (due_at) WHERE state = 'pending';
+CREATE INDEX deliveries_alert_id_idx ON deliveries (alert_id, created_at);
+CREATE INDEX deliveries_dead_idx ON deliveries (created_at DESC) WHERE state = 'dead';
+
+-- A destination that answered 410 Gone is disabled until an operator enables it again.
+CREATE TABLE destination_state (
+    destination     text PRIMARY KEY,
+    disabled_at     timestamptz,
+    disabled_reason text
+);
+
+-- What happened to an alert outside its call (escalation steps, deliveries, people acting):
+-- with the call's timeline, the alert's whole story.
+CREATE TABLE alert_log (
+    id       bigserial PRIMARY KEY,
+    alert_id uuid NOT NULL REFERENCES alerts (id) ON DELETE CASCADE,
+    at       timestamptz NOT NULL,
+    kind     text NOT NULL CONSTRAINT alert_log_kind_check CHECK (kind <> ''),
+    data     jsonb NOT NULL DEFAULT '{}'
+             CONSTRAINT alert_log_data_check CHECK (jsonb_typeof(data) = 'object')
+);
+CREATE INDEX alert_log_alert_id_idx ON alert_log (alert_id, id);
+
+-- Bearer tokens of the HTTP API: only a hash is kept; `read` lists and shows, `write` also
+-- acknowledges, resolves and escalates.
+CREATE TABLE api_tokens (
+    id           uuid PRIMARY KEY,
+    name         text NOT NULL UNIQUE CONSTRAINT api_tokens_name_check CHECK (name <> ''),
+    token_hash   text NOT NULL UNIQUE,
+    scope        text NOT NULL CONSTRAINT api_tokens_scope_check CHECK (scope IN ('read', 'write')),
+    created_at   timestamptz NOT NULL,
+    revoked_at   timestamptz,
+    last_used_at timestamptz
+);

@@ -74,3 +74,26 @@ def is_open(hours: SupportHours | None, at: dt.datetime) -> bool:
     if local.date() in hours.holidays:
         return False
     return any(WeeklyTimes.of(window).contains(local) for window in hours.windows)
+
+
+def next_opening(hours: SupportHours | None, at: dt.datetime, *, days: int = 15) -> dt.datetime:
+    """The first moment at or after `at` inside the support hours (`at` itself when open).
+
+    Candidates are the starts of windows and exceptions and each local midnight, over the next
+    `days` days; when none opens within them (hours that are always closed), `at` itself:
+    whatever waits for the hours is not held forever."""
+    if hours is None or is_open(hours, at):
+        return at
+    zone = ZoneInfo(hours.time_zone)
+    local = at.astimezone(zone)
+    starts = {clock_minutes(w.start) for w in hours.windows}
+    starts |= {clock_minutes(e.start) for e in hours.exceptions if e.start is not None}
+    starts.add(0)
+    for offset in range(days + 1):
+        day = local.date() + dt.timedelta(days=offset)
+        for minutes in sorted(starts):
+            naive = dt.datetime.combine(day, dt.time()) + dt.timedelta(minutes=minutes)
+            candidate = naive.replace(tzinfo=zone)
+            if candidate > local and is_open(hours, candidate):
+                return candidate.astimezone(at.tzinfo)
+    return at

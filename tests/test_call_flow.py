@@ -139,7 +139,7 @@ async def test_sequential_hunt_busy_decline_accept_then_bridge(stack: Stack) -> 
     )
     assert alert["route"] == "the database team"
     assert alert["status"] == "resolved"  # resolve_on_end
-    assert alert["accepted_by"] == "ana-accepts" and alert["ended_reason"] == "connected"
+    assert alert["acknowledged_by"] == "ana-accepts" and alert["ended_reason"] == "connected"
     k = kinds(alert)
     assert k.index("route_chosen") < k.index("plan") < k.index("leg_placed") < k.index("bridged")
     assert k[-1] == "call_ended"
@@ -204,7 +204,7 @@ async def test_simultaneous_first_accept_wins_and_the_others_are_told(stack: Sta
     assert outcomes["nick-noanswer"] == "taken_by_other"
     placed = [leg["placed_at"] for leg in alert["calls"][0]["legs"]]
     assert max(placed) - min(placed) < dt.timedelta(seconds=0.5)
-    assert alert["accepted_by"] == "fay-fast"
+    assert alert["acknowledged_by"] == "fay-fast"
 
 
 async def test_two_accepts_in_the_same_instant_exactly_one_wins(stack: Stack) -> None:
@@ -349,7 +349,7 @@ async def test_a_database_outage_neither_drops_the_call_nor_loses_the_alert(
             alerts = await stack.alerts()
         assert len(alerts) == 1
         alert = alerts[0]
-        assert alert["ended_reason"] == "connected" and alert["accepted_by"] == "ana-accepts"
+        assert alert["ended_reason"] == "connected" and alert["acknowledged_by"] == "ana-accepts"
         assert [o for _, _, o in legs(alert)] == ["busy", "declined", "accepted"]
         seqs = [e["seq"] for e in alert["calls"][0]["timeline"]]
         assert seqs == list(range(1, len(seqs) + 1))

@@ -194,7 +194,7 @@ async def test_a_dropped_websocket_during_hold_music_does_not_lose_the_call(
     await stack.wait_calls_done(20)
     (alert,) = await stack.alerts()
     assert alert["ended_reason"] == "connected", alert["calls"][0]["timeline"]
-    assert alert["accepted_by"] == "sam"
+    assert alert["acknowledged_by"] == "sam"
     assert stack.leftovers() == NOTHING_LEFT
     assert stack.daemon.controller.calls == {}
     assert len(stack.daemon.router) == 0, "mailboxes of the call are still registered"

@@ -25,7 +25,7 @@ def test_an_unexpected_ending_is_reported() -> None:
     scenario = demo.Scenario("t", "demo_listen", "300", "nobody_available", ["busy"])
     alert = {
         "ended_reason": "connected",
-        "accepted_by": "x",
+        "acknowledged_by": "x",
         "voicemail": None,
         "calls": [{"legs": [{"outcome": "accepted"}]}],
     }

@@ -37,14 +37,14 @@ def kinds(records: list[r.Record]) -> list[str]:
 def test_each_fact_is_emitted_once_as_typed_records_in_order() -> None:
     j, emitted = journal()
     j.open()
-    j.route_chosen("1", "database", "digit")
+    j.route_chosen("1", "database", "digit", "db-policy")
     leg = LegRecord("leg-1", "bob", "Bob", "PJSIP/bob", 1, "sequential", T0)
     j.leg_placed(leg)
     j.leg_answered(leg)
-    j.set_status("accepted", accepted_by="bob")
+    j.set_status("acknowledged", acknowledged_by="bob")
     j.leg_ended(leg, LegOutcome.ACCEPTED, None)
     j.leg_ended(leg, LegOutcome.FAILED, 1)  # a leg ends once
-    j.escalate("nobody")
+    j.escalate("nobody", "db-policy")
     j.voicemail("vm-1", 2.5, b"RIFF")
     j.set_status("resolved")
     j.end("connected")
@@ -59,7 +59,7 @@ def test_each_fact_is_emitted_once_as_typed_records_in_order() -> None:
         "LegPlaced",
         "TimelineEvent:leg_placed",
         "TimelineEvent:leg_answered",
-        "TimelineEvent:alert_accepted",
+        "TimelineEvent:alert_acknowledged",
         "AlertStatusChanged",
         "NotificationQueued",
         "LegEnded",
@@ -69,6 +69,7 @@ def test_each_fact_is_emitted_once_as_typed_records_in_order() -> None:
         "NotificationQueued",
         "TimelineEvent:voicemail_stored",
         "VoicemailStored",
+        "NotificationQueued",
         "TimelineEvent:alert_resolved",
         "AlertStatusChanged",
         "NotificationQueued",
@@ -82,12 +83,15 @@ def test_each_fact_is_emitted_once_as_typed_records_in_order() -> None:
     assert events[-1].data == {"reason": "connected"}
     notes = [x for x in emitted if isinstance(x, r.NotificationQueued)]
     assert [n.kind for n in notes] == [
-        "alert_opened",
-        "alert_accepted",
-        "alert_escalated",
-        "alert_resolved",
+        "alert.created",
+        "alert.acknowledged",
+        "alert.escalated",
+        "voicemail.created",
+        "alert.resolved",
     ]
-    assert notes[2].payload["escalation"] == 1 and notes[1].payload["accepted_by"] == "bob"
+    assert notes[2].payload["escalation"] == 1 and notes[1].payload["acknowledged_by"] == "bob"
+    assert notes[2].payload["policy_id"] == "db-policy" and notes[2].payload["reason"] == "nobody"
+    assert notes[3].payload["recording"] == "vm-1"
 
 
 def test_a_record_that_cannot_be_built_is_dropped_and_the_call_goes_on() -> None:

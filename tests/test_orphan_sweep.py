@@ -70,7 +70,7 @@ async def test_a_caller_whose_arrival_was_missed_is_adopted_and_served(
         assert set(alerts) == {missed, normal}
         for channel in (missed, normal):
             assert alerts[channel]["ended_reason"] == "connected", alerts[channel]
-            assert alerts[channel]["accepted_by"] == "ana"
+            assert alerts[channel]["acknowledged_by"] == "ana"
         assert stack.leftovers() == {
             "channels": [],
             "bridges": [],

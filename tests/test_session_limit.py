@@ -78,7 +78,7 @@ async def test_calls_go_through_while_other_clients_hold_most_sessions(
     assert set(by_caller) == set(callers)
     for alert in alerts:
         assert alert["ended_reason"] == "connected", alert
-        assert alert["accepted_by"] == "ana"
+        assert alert["acknowledged_by"] == "ana"
     assert closed["repeated"] > 0
     assert closed["gave_up"] == 0
     assert leftovers == {"channels": [], "bridges": [], "playbacks": [], "recordings": []}

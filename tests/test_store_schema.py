@@ -32,7 +32,7 @@ async def empty_database(postgres_dsn: str) -> AsyncIterator[str]:
 
 async def test_migrate_applies_once_even_when_two_processes_race(empty_database: str) -> None:
     first, second = await asyncio.gather(migrate(empty_database), migrate(empty_database))
-    assert sorted([first, second]) == [[], ["0001"]]
+    assert sorted([first, second]) == [[], ["0001", "0002"]]
     assert await migrate(empty_database) == []
     conn = await asyncpg.connect(empty_database)
     try:
@@ -43,7 +43,7 @@ async def test_migrate_applies_once_even_when_two_processes_race(empty_database:
         }
     finally:
         await conn.close()
-    assert [r["version"] for r in versions] == ["0001"]
+    assert [r["version"] for r in versions] == ["0001", "0002"]
     assert {"alerts", "calls", "call_legs", "call_events", "voicemails"} <= tables
     assert {"notification_outbox", "schema_migrations"} <= tables
 
@@ -54,9 +54,9 @@ async def test_migrate_applies_a_new_section_and_refuses_an_edited_one(
     schema = SCHEMA_PATH.read_text()
     grown = tmp_path / "grown.sql"
     grown.write_text(
-        schema + "\n-- migration: 0002 a note on alerts\nALTER TABLE alerts ADD COLUMN note text;\n"
+        schema + "\n-- migration: 9001 a note on alerts\nALTER TABLE alerts ADD COLUMN note text;\n"
     )
-    assert await migrate(database, schema_path=grown) == ["0002"]
+    assert await migrate(database, schema_path=grown) == ["9001"]
     assert await migrate(database, schema_path=grown) == []
 
     edited = tmp_path / "edited.sql"
@@ -69,10 +69,47 @@ async def test_migrate_applies_a_new_section_and_refuses_an_edited_one(
         await migrate(database)
 
 
+async def test_alerts_accepted_before_the_lifecycle_migration_are_acknowledged_after_it(
+    empty_database: str, tmp_path: Path
+) -> None:
+    schema = SCHEMA_PATH.read_text()
+    first_only = tmp_path / "0001.sql"
+    first_only.write_text(schema[: schema.index("-- migration: 0002")])
+    assert await migrate(empty_database, schema_path=first_only) == ["0001"]
+    conn = await asyncpg.connect(empty_database)
+    try:
+        accepted, still_open = uuid.uuid4(), uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO alerts (id, number_did, number_name, status, created_at, accepted_at,"
+            " accepted_by) VALUES ($1, '+1', 'Ops', 'accepted', $2, $2, 'ana'),"
+            " ($3, '+1', 'Ops', 'open', $2, NULL, NULL)",
+            accepted,
+            NOW,
+            still_open,
+        )
+        assert await migrate(empty_database) == ["0002"]
+        rows = {
+            r["id"]: r
+            for r in await conn.fetch(
+                "SELECT id, status, acknowledged_by, acknowledged_at FROM alerts"
+            )
+        }
+        assert (rows[accepted]["status"], rows[accepted]["acknowledged_by"]) == (
+            "acknowledged",
+            "ana",
+        )
+        assert rows[accepted]["acknowledged_at"] == NOW
+        assert rows[still_open]["status"] == "open"
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute("UPDATE alerts SET status = 'accepted' WHERE id = $1", still_open)
+    finally:
+        await conn.close()
+
+
 def test_schema_file_parses_into_ordered_migrations() -> None:
     preamble, migrations = parse_schema(SCHEMA_PATH.read_text())
     assert "schema_migrations" in preamble
-    assert [m.version for m in migrations] == ["0001"]
+    assert [m.version for m in migrations] == ["0001", "0002"]
     with pytest.raises(MigrationError, match="duplicate"):
         parse_schema("-- migration: 1 a\nSELECT 1;\n-- migration: 1 b\nSELECT 2;\n")
 
@@ -80,7 +117,7 @@ def test_schema_file_parses_into_ordered_migrations() -> None:
 async def _insert_alert(conn: asyncpg.Connection, status: str = "open") -> uuid.UUID:
     alert_id = uuid.uuid4()
     await conn.execute(
-        "INSERT INTO alerts (id, number_did, number_name, status, created_at, accepted_at,"
+        "INSERT INTO alerts (id, number_did, number_name, status, created_at, acknowledged_at,"
         " resolved_at) VALUES ($1, '+1', 'Ops', $2, $3, $3, $3)",
         alert_id,
         status,

@@ -85,7 +85,7 @@ def call_records(
     else:
         records += [
             LegEnded(leg2, at[20], LegOutcome.ACCEPTED, None, answered_at=at[9]),
-            AlertStatusChanged(alert_id, "accepted", at[10], "bob"),
+            AlertStatusChanged(alert_id, "acknowledged", at[10], "bob"),
             event(10, "bridged", leg=leg2),
             CallEnded(call_id, alert_id, at[25], "connected"),
             AlertStatusChanged(alert_id, "resolved", at[25], None),
@@ -124,10 +124,10 @@ async def test_writer_applies_a_call_and_get_alert_reads_it_back(
         await conn.close()
     assert alert is not None
     assert alert["status"] == "resolved"
-    assert alert["accepted_by"] == "bob"
+    assert alert["acknowledged_by"] == "bob"
     assert alert["route"] == "database"
     assert alert["ended_reason"] == "connected"
-    assert alert["accepted_at"] == T0 + timedelta(seconds=10)
+    assert alert["acknowledged_at"] == T0 + timedelta(seconds=10)
     (call,) = alert["calls"]
     assert call["outcome"] == "connected"
     assert call["answered_at"] == T0 + timedelta(seconds=1)

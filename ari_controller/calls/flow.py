@@ -12,6 +12,7 @@ import structlog
 
 from ari_controller.ari.errors import AriError
 from ari_controller.calls.context import CallContext, settle
+from ari_controller.calls.escalation import escalate_if_configured
 from ari_controller.calls.hold import hold_until_hangup
 from ari_controller.calls.hunt import Accepted, hunt_sequential, hunt_simultaneous
 from ari_controller.calls.ids import bridge_id
@@ -44,7 +45,7 @@ async def handle_call(ctx: CallContext) -> None:
             return
         if selection.action == "voicemail":
             await caller.play(ctx.say("outside_hours"))
-            await take_voicemail(ctx)
+            await take_voicemail(ctx, outside_hours=not selection.in_support_hours)
             journal.end("voicemail")
             return
 
@@ -58,7 +59,7 @@ async def handle_call(ctx: CallContext) -> None:
                 await caller.play(ctx.say("goodbye"), stop_on_digit=False)
                 journal.end("no_choice")
             return
-        journal.route_chosen(choice.digit, choice.route.label, choice.how)
+        journal.route_chosen(choice.digit, choice.route.label, choice.how, choice.route.policy)
 
         accepted = await call_responders(ctx, choice.route)
         if accepted is not None:
@@ -70,15 +71,15 @@ async def handle_call(ctx: CallContext) -> None:
             journal.end("voicemail")
         else:
             await caller.play(ctx.say("no_one_available") + ctx.say("goodbye"), stop_on_digit=False)
-            journal.escalate("nobody_available")
+            escalate_if_configured(ctx, "nobody_available")
             journal.end("nobody_available")
     except LegGone:
         ctx.caller_gone = True
         journal.note("caller_hung_up")
         # Someone asked for a team and gave up waiting: that team must hear of it. A hang-up
         # during the greeting (a misdial) is kept on record without paging anyone.
-        if journal.alert.route is not None and journal.alert.accepted_by is None:
-            journal.escalate("caller_abandoned")
+        if journal.alert.route is not None and journal.alert.acknowledged_by is None:
+            escalate_if_configured(ctx, "caller_abandoned")
         journal.end("abandoned")
     except asyncio.CancelledError:
         # The controller is shutting down: the call is handed back or left talking.
@@ -87,7 +88,7 @@ async def handle_call(ctx: CallContext) -> None:
     except Exception:
         log.exception("call_failed")
         journal.note("controller_error")
-        journal.escalate("controller_error")
+        escalate_if_configured(ctx, "controller_error")
         journal.end("error")
         await _apologise(ctx)
     finally:
@@ -136,9 +137,9 @@ async def talk(ctx: CallContext, accepted: Accepted) -> None:
     """Caller and responder in a mixing bridge until either hangs up."""
     journal = ctx.journal
     if ctx.number.resolution != "leave_open":
-        journal.set_status("accepted", accepted_by=accepted.responder.user_id)
+        journal.set_status("acknowledged", acknowledged_by=accepted.responder.user_id)
     else:
-        journal.alert.accepted_by = accepted.responder.user_id
+        journal.alert.acknowledged_by = accepted.responder.user_id
     ctx.bridge_id = bridge_id(ctx.call_id)
     await ctx.ari.create_bridge(ctx.bridge_id, type="mixing", name=f"call {ctx.call_id}")
     await ctx.ari.add_channel(ctx.bridge_id, [ctx.caller.id, accepted.leg.id])

@@ -27,7 +27,10 @@ Emit = Callable[[r.Record], None]
 """Where a call's records go, in order: queues them, never blocks, never raises."""
 
 # The alert statuses the store records (an alert is "open" from its AlertOpened on).
-_STORED_STATUSES: dict[str, r.AlertStatus] = {"accepted": "accepted", "resolved": "resolved"}
+_STORED_STATUSES: dict[str, r.AlertStatus] = {
+    "acknowledged": "acknowledged",
+    "resolved": "resolved",
+}
 
 
 def utc_now() -> dt.datetime:
@@ -104,8 +107,9 @@ class AlertSummary:
     caller_channel: str
     opened_at: dt.datetime
     route: str | None = None
+    policy_id: str | None = None  # the escalation policy an escalation notifies
     status: str = "open"
-    accepted_by: str | None = None
+    acknowledged_by: str | None = None
     ended_reason: str | None = None
     voicemail_name: str | None = None
     escalations: int = 0
@@ -154,7 +158,7 @@ class CallJournal:
                 alert.opened_at,
             )
         )
-        self._notify("alert_opened", alert.opened_at)
+        self._notify("alert.created", alert.opened_at)
         self.note("call_started", caller_id=alert.caller_id, did=alert.did)
 
     def note(self, kind: str, **data: Any) -> TimelineEntry:
@@ -164,11 +168,12 @@ class CallJournal:
         self._emit(lambda: r.TimelineEvent(uuid.UUID(call_id), entry.seq, entry.at, kind, data))
         return entry
 
-    def route_chosen(self, digit: str, label: str, how: str) -> None:
+    def route_chosen(self, digit: str, label: str, how: str, policy_id: str) -> None:
         self.alert.route = label
+        self.alert.policy_id = policy_id
         self.note("route_chosen", digit=digit, route=label, how=how)
         alert_id = self.alert.alert_id
-        self._emit(lambda: r.AlertRouted(uuid.UUID(alert_id), label))
+        self._emit(lambda: r.AlertRouted(uuid.UUID(alert_id), label, policy_id))
 
     def speech_heard(self, heard: SpeechHeard) -> None:
         """An utterance listened to: on the timeline (`speech_heard`) and kept for the metrics."""
@@ -222,28 +227,40 @@ class CallJournal:
             ring_s=round(((leg.answered_at or leg.ended_at) - leg.placed_at).total_seconds(), 3),
         )
 
-    def set_status(self, status: str, accepted_by: str | None = None) -> None:
+    def set_status(self, status: str, acknowledged_by: str | None = None) -> None:
         if self.alert.status == status:
             return
         self.alert.status = status
-        if accepted_by is not None:
-            self.alert.accepted_by = accepted_by
+        if acknowledged_by is not None:
+            self.alert.acknowledged_by = acknowledged_by
         now = self.clock()
-        self.note("alert_" + status, by=accepted_by)
+        self.note("alert_" + status, by=acknowledged_by)
         stored = _STORED_STATUSES.get(status)
         if stored is None:
             return
-        alert_id, by = self.alert.alert_id, self.alert.accepted_by
+        alert_id, by = self.alert.alert_id, self.alert.acknowledged_by
         self._emit(lambda: r.AlertStatusChanged(uuid.UUID(alert_id), stored, now, by))
-        self._notify(f"alert_{stored}", now)
+        self._notify(f"alert.{stored}", now)
 
-    def escalate(self, reason: str) -> None:
+    def escalate(
+        self, reason: str, policy_id: str | None, hold_until: dt.datetime | None = None
+    ) -> None:
+        """The alert goes to `policy_id`'s people, rule by rule, until acknowledged (by the
+        alert engine, after the call); `hold_until`: not before the number's hours begin."""
         self.alert.escalations += 1
         now = self.clock()
-        self.note("alert_escalated", reason=reason)
+        held = hold_until.isoformat() if hold_until is not None else None
+        self.note("alert_escalated", reason=reason, policy=policy_id, hold_until=held)
         count, alert_id = self.alert.escalations, self.alert.alert_id
         self._emit(lambda: r.AlertEscalated(uuid.UUID(alert_id), count, now))
-        self._notify("alert_escalated", now, reason=reason, escalation=count)
+        self._notify(
+            "alert.escalated",
+            now,
+            reason=reason,
+            escalation=count,
+            policy_id=policy_id,
+            hold_until=held,
+        )
 
     def voicemail(self, name: str, duration_s: float | None, audio: bytes | None) -> None:
         self.alert.voicemail_name = name
@@ -267,6 +284,7 @@ class CallJournal:
                 now,
             )
         )
+        self._notify("voicemail.created", now, recording=name, duration_s=duration_s)
 
     def end(self, reason: str) -> None:
         if self.alert.ended_reason is not None:
@@ -298,7 +316,9 @@ class CallJournal:
             "route": alert.route,
             "caller_id": alert.caller_id,
             "status": alert.status,
-            "accepted_by": alert.accepted_by,
+            "policy_id": alert.policy_id,
+            "acknowledged_by": alert.acknowledged_by,
+            "ended_reason": alert.ended_reason,
             **extra,
         }
         self._emit(

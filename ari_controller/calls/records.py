@@ -22,7 +22,7 @@ from uuid import UUID
 
 from ari_controller.calls.outcomes import LegOutcome
 
-AlertStatus: TypeAlias = Literal["accepted", "resolved"]
+AlertStatus: TypeAlias = Literal["acknowledged", "resolved"]
 LegMode: TypeAlias = Literal["sequential", "simultaneous"]
 
 LEG_MODES: frozenset[str] = frozenset(typing.get_args(LegMode))
@@ -65,6 +65,7 @@ class AlertRouted:
 
     alert_id: UUID
     route: str
+    policy_id: str | None = None  # the route's escalation policy
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import structlog
 
 from ari_controller.ari.errors import AriError
 from ari_controller.calls.context import CallContext
+from ari_controller.calls.escalation import escalate_if_configured
 from ari_controller.calls.ids import voicemail_name
 from ari_controller.calls.leg import LegGone
 
@@ -17,8 +18,9 @@ log = structlog.get_logger(__name__)
 FETCH_LIMIT_S = 10.0
 
 
-async def take_voicemail(ctx: CallContext) -> None:
-    """Prompt, beep, record until `#`, silence, the maximum length or a hang-up; store it."""
+async def take_voicemail(ctx: CallContext, *, outside_hours: bool = False) -> None:
+    """Prompt, beep, record until `#`, silence, the maximum length or a hang-up; store it and
+    escalate the alert (as the number's alert settings say)."""
     settings = ctx.number.voicemail
     caller = ctx.caller
     ctx.journal.note("voicemail_started")
@@ -45,6 +47,6 @@ async def take_voicemail(ctx: CallContext) -> None:
             await ctx.ari.delete_stored_recording(name)
         except AriError as exc:
             log.info("voicemail_delete_failed", recording=name, error=str(exc))
-    ctx.journal.escalate("voicemail")
+    escalate_if_configured(ctx, "voicemail", outside_hours=outside_hours)
     if not caller.gone:
         await caller.play(ctx.say("voicemail_saved") + ctx.say("goodbye"), stop_on_digit=False)

@@ -66,8 +66,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# How a person hears of an alert that escalates to them (phone and email come later).
+NotifyMethod = Literal["chat", "webhook"]
+
+
+class NotificationRule(_Model):
+    """Notify by `method` through the destination `to` (an `alerts.destinations` id),
+    `after_minutes` after this person is notified of an alert (0: at once)."""
+
+    method: NotifyMethod
+    to: str = Field(min_length=1)
+    after_minutes: Annotated[float, Field(ge=0, le=1440)] = 0
+    # Chat: how the message names this person (e.g. "@vera", "<@U024BE7LH>").
+    mention: str | None = None
+
+
 class User(_Model):
-    """A person who can be called. `contacts` are Asterisk dial strings, tried in order."""
+    """A person who can be called. `contacts` are Asterisk dial strings, tried in order;
+    `notify` says how they hear of an alert escalated to them."""
 
     id: str = Field(min_length=1)
     name: str = Field(min_length=1)
@@ -75,6 +91,7 @@ class User(_Model):
     # Used only to recognise the user in an iCalendar schedule (ATTENDEE:mailto:...).
     email: str | None = None
     contacts: list[str] = Field(min_length=1)
+    notify: list[NotificationRule] = Field(default_factory=list)
 
     @field_validator("id")
     @classmethod
@@ -268,13 +285,15 @@ class Schedule(_Model):
 class Rule(_Model):
     """One step of an escalation policy: these users, and whoever is on call in these schedules.
 
-    `escalation_delay_minutes` is accepted (configs copied from on-call tools have it) and
-    ignored: a caller is on the line, so the next rule is tried as soon as this one fails.
+    `escalation_delay_minutes`: how long an escalated alert waits, after notifying this rule,
+    before it notifies the next one (unset: `alerts.engine.default_escalation_delay_minutes`).
+    The live hunt ignores it: a caller is on the line, so the next rule is called as soon as
+    this one fails.
     """
 
     users: list[str] = Field(default_factory=list)
     schedules: list[str] = Field(default_factory=list)
-    escalation_delay_minutes: Annotated[int, Field(ge=0)] | None = None
+    escalation_delay_minutes: Annotated[float, Field(ge=0, le=1440)] | None = None
 
     @model_validator(mode="after")
     def _names_someone(self) -> Rule:
@@ -292,6 +311,8 @@ class EscalationPolicy(_Model):
     name: str = ""
     rules: list[Rule] = Field(min_length=1)
     call_everyone_on_rule: bool = False
+    # An escalated alert nobody acknowledged runs through the rules this many more times.
+    repeat: Annotated[int, Field(ge=0, le=20)] = 0
 
     @field_validator("id")
     @classmethod

@@ -57,8 +57,9 @@ def statements(record: Record) -> list[Statement]:
         case AlertRouted():
             return [
                 (
-                    "UPDATE alerts SET route = $2 WHERE id = $1 AND route IS DISTINCT FROM $2",
-                    (record.alert_id, record.route),
+                    "UPDATE alerts SET route = $2, policy_id = coalesce($3, policy_id)"
+                    " WHERE id = $1 AND route IS DISTINCT FROM $2",
+                    (record.alert_id, record.route, record.policy_id),
                 )
             ]
         case CallStarted():
@@ -124,10 +125,11 @@ def statements(record: Record) -> list[Statement]:
                     ),
                 )
             ]
-        case AlertStatusChanged(status="accepted"):
+        case AlertStatusChanged(status="acknowledged"):
             return [
                 (
-                    "UPDATE alerts SET status = 'accepted', accepted_at = $2, accepted_by = $3"
+                    "UPDATE alerts SET status = 'acknowledged', acknowledged_at = $2,"
+                    " acknowledged_by = $3"
                     " WHERE id = $1 AND status = 'open'",
                     (record.alert_id, record.at, record.by_user_id),
                 )

@@ -201,7 +201,7 @@ def test_a_responder_who_answers_while_events_are_lost_is_still_connected(
         raise Precondition(f"the answer was not in the gap\n{story}")
     assert view.outcomes == ["accepted"], story
     assert view.alert["ended_reason"] == "connected"
-    assert view.alert["accepted_by"] == "answers-in-gap"
+    assert view.alert["acknowledged_by"] == "answers-in-gap"
 
 
 def answered_at(stack: RealStack, leg: str) -> float | None:

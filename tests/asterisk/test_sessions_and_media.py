@@ -106,7 +106,7 @@ def test_every_call_connects_while_other_clients_hold_most_sessions(stack: RealS
     assert refused > 0, "the test never put the daemon past Asterisk's session limit"
     for caller, view in views.items():
         assert view.alert["ended_reason"] == "connected", (caller, view.outcomes)
-        assert view.alert["accepted_by"] == "ana"
+        assert view.alert["acknowledged_by"] == "ana"
         assert sorted(view.outcomes) == ["accepted"] + ["taken_by_other"] * 3, view.outcomes
         stack.check_call(caller, view)
     repeated = _counter(metrics, "callrouting_ari_closed_connections_total", "repeated")
