@@ -10,7 +10,8 @@ from typing import Any
 from uuid import UUID
 
 _ALERT_COLUMNS = (
-    "id, number_did, number_name, route, caller_id, status, acknowledged_by, resolved_by,"
+    "id, number_did, number_name, route, policy_id, caller_id, status, acknowledged_by,"
+    " resolved_by,"
     " created_at, acknowledged_at, resolved_at, ended_reason, escalation_count,"
     " last_escalated_at, voicemail_id"
 )
