@@ -10,10 +10,12 @@ import datetime as dt
 import random
 from typing import Any
 
+from ari_controller.alerts.escalation import whole_escalation
 from ari_controller.announcements import greeting_and_menu
 from ari_controller.calls.menu import Menu
 from ari_controller.config import Config
 from ari_controller.numbers import select_routes
+from ari_controller.oncall.plan import Directory
 from ari_controller.planning import PolicyPlanner, make_planner
 
 
@@ -69,7 +71,9 @@ def explain(
         report["outcome"] = "invalid_choice"
         report["choice"] = choice
         return report
-    call_plan = (planner or make_planner(config))(route.policy, at, rng)
+    directory = Directory.build(config.users, config.schedules)
+    call_plan = (planner or make_planner(config, directory))(route.policy, at, rng)
+    report["escalation"] = escalation_report(config, route.policy, at, directory)
     report["route"] = {"digit": choice, "label": route.label, "policy": route.policy}
     report["mode"] = route.mode or number.mode
     report["outcome"] = "call" if call_plan.responders else "nobody_on_call"
@@ -83,6 +87,33 @@ def explain(
         for r in call_plan.responders
     ]
     return report
+
+
+def escalation_report(
+    config: Config, policy_id: str, at: dt.datetime, directory: Directory
+) -> list[dict[str, Any]]:
+    """If the call's alert escalated at `at` and nobody acknowledged: who would be notified,
+    by which method and destination, and when (rule after rule, each round)."""
+    policy = next(p for p in config.escalation_policies if p.id == policy_id)
+    default = config.alerts.engine.default_escalation_delay_minutes
+    return [
+        {
+            "at": step.at.isoformat(),
+            "rule": step.rule + 1,
+            "round": step.round + 1,
+            "people": list(step.people),
+            "messages": [
+                {
+                    "user": n.user_id,
+                    "method": n.method,
+                    "to": n.destination,
+                    "at": n.due_at.isoformat(),
+                }
+                for n in step.notifications
+            ],
+        }
+        for step in whole_escalation(policy, at, directory, default)
+    ]
 
 
 def render_text(report: dict[str, Any]) -> str:
@@ -116,4 +147,14 @@ def render_text(report: dict[str, Any]) -> str:
                 f"  {n}. {person['name']} ({person['user']}): {', '.join(person['contacts'])}"
                 f"  [{person['reason']}]"
             )
+        if report.get("escalation"):
+            lines.append("If its alert escalated now and nobody acknowledged:")
+        for step in report.get("escalation", []):
+            people = ", ".join(step["people"]) or "nobody on this rule"
+            lines.append(f"  {step['at']}  rule {step['rule']} (round {step['round']}): {people}")
+            for message in step["messages"]:
+                lines.append(
+                    f"      {message['at']}  {message['user']} by {message['method']}"
+                    f" to {message['to']}"
+                )
     return "\n".join(lines)

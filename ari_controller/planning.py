@@ -13,9 +13,9 @@ from ari_controller.oncall.plan import CallPlan, Directory, plan
 PolicyPlanner = Callable[[str, dt.datetime, random.Random], CallPlan]
 
 
-def make_planner(config: Config) -> PolicyPlanner:
+def make_planner(config: Config, directory: Directory | None = None) -> PolicyPlanner:
     """Schedules compiled once per configuration; each call plans for its own moment."""
-    directory = Directory.build(config.users, config.schedules)
+    directory = directory or Directory.build(config.users, config.schedules)
     policies = {p.id: p for p in config.escalation_policies}
 
     def planner(policy_id: str, at: dt.datetime, rng: random.Random) -> CallPlan:

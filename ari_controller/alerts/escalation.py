@@ -35,6 +35,7 @@ class Notification:
 class Step:
     """What notifying one rule means: who, the messages, and what comes after it."""
 
+    at: dt.datetime
     rule: int
     round: int
     people: tuple[str, ...]  # user ids, in the rule's order
@@ -103,9 +104,10 @@ def step(
         next_rule, next_round = 0, round_ + 1
     else:
         return Step(
-            rule, round_, tuple(u.id for u in people), tuple(notifications), None, None, None
+            at, rule, round_, tuple(u.id for u in people), tuple(notifications), None, None, None
         )
     return Step(
+        at,
         rule,
         round_,
         tuple(u.id for u in people),
