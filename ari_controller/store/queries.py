@@ -1,4 +1,4 @@
-"""Reading alerts back: for the CLI, the demo, tests and the notifier's outbox."""
+"""Reading alerts back: for the CLI, the HTTP API, the demo, tests and the notifier's outbox."""
 
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ async def get_alert(
     db: Any, alert_id: UUID | str, *, include_audio: bool = False, timeout_s: float = 10.0
 ) -> dict[str, Any] | None:
     """The alert with its calls; each call with its legs (in attempt order) and its timeline
-    (in seq order); and its voicemail (audio only with include_audio). None if unknown.
+    (in seq order); its voicemail (audio only with include_audio); what happened to it outside
+    its call (`log`: escalation steps, people acting, in order) and its `deliveries` (without
+    their payloads). None if unknown.
 
     `db` is an asyncpg pool or connection.
     """
@@ -86,6 +88,17 @@ async def get_alert(
             alert["voicemail_id"],
             timeout=timeout_s,
         )
+        log_rows = await conn.fetch(
+            "SELECT id, at, kind, data FROM alert_log WHERE alert_id = $1 ORDER BY id",
+            alert_id,
+            timeout=timeout_s,
+        )
+        delivery_rows = await conn.fetch(
+            "SELECT id, event, destination, user_id, state, attempts, due_at, last_error,"
+            " created_at, sent_at FROM deliveries WHERE alert_id = $1 ORDER BY created_at, id",
+            alert_id,
+            timeout=timeout_s,
+        )
     for call in calls:
         call["legs"] = [dict(leg) for leg in legs if leg["call_id"] == call["id"]]
         call["timeline"] = [
@@ -95,21 +108,67 @@ async def get_alert(
         ]
     alert["calls"] = calls
     alert["voicemail"] = dict(voicemail_row) if voicemail_row is not None else None
+    alert["log"] = [{**dict(entry), "data": _json(entry["data"])} for entry in log_rows]
+    alert["deliveries"] = [dict(delivery) for delivery in delivery_rows]
     return alert
 
 
 async def list_alerts(
-    db: Any, limit: int = 50, *, status: str | None = None, timeout_s: float = 10.0
+    db: Any,
+    limit: int = 50,
+    *,
+    status: str | None = None,
+    number: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    after: tuple[datetime, UUID] | None = None,
+    offset: int = 0,
+    timeout_s: float = 10.0,
 ) -> list[dict[str, Any]]:
-    """The newest alerts first (optionally only one status), without their timelines."""
+    """The newest alerts first, without their timelines: optionally only one status, one
+    number (its DID), created at or after `since` and before `until`.
+
+    Paging: `after` is the (created_at, id) of the last alert of the previous page (a cursor
+    that stays right while new alerts arrive); `offset` skips that many rows instead.
+    """
+    after_at, after_id = after if after is not None else (None, None)
     rows = await db.fetch(
-        f"SELECT {_ALERT_COLUMNS} FROM alerts WHERE ($1::text IS NULL OR status = $1)"
-        " ORDER BY created_at DESC, id LIMIT $2",
+        f"SELECT {_ALERT_COLUMNS} FROM alerts"
+        " WHERE ($1::text IS NULL OR status = $1)"
+        " AND ($2::text IS NULL OR number_did = $2)"
+        " AND ($3::timestamptz IS NULL OR created_at >= $3)"
+        " AND ($4::timestamptz IS NULL OR created_at < $4)"
+        " AND ($5::timestamptz IS NULL OR created_at < $5 OR (created_at = $5 AND id > $6))"
+        " ORDER BY created_at DESC, id LIMIT $7 OFFSET $8",
         status,
+        number,
+        since,
+        until,
+        after_at,
+        after_id,
         limit,
+        offset,
         timeout=timeout_s,
     )
     return [dict(row) for row in rows]
+
+
+async def voicemail_audio(
+    db: Any, alert_id: UUID | str, *, timeout_s: float = 10.0
+) -> dict[str, Any] | None:
+    """The alert's voicemail audio: {"format", "audio", "recording_name"}, where `format` is
+    None when the alert has no voicemail and `audio` None when it stayed in Asterisk's
+    recordings directory. None if the alert is unknown."""
+    row = await db.fetchrow(
+        "SELECT a.id, v.format, v.audio, v.recording_name FROM alerts a"
+        " LEFT JOIN voicemails v ON v.alert_id = a.id WHERE a.id = $1"
+        " ORDER BY (v.id = a.voicemail_id) DESC NULLS LAST, v.created_at LIMIT 1",
+        UUID(str(alert_id)),
+        timeout=timeout_s,
+    )
+    if row is None:
+        return None
+    return {"format": row["format"], "audio": row["audio"], "recording_name": row["recording_name"]}
 
 
 async def pending_notifications(
