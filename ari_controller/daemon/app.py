@@ -8,7 +8,8 @@ Signals (as systemd sends them):
   one they started with. A bad file is rejected with its reasons logged and the old one stays.
 
 HTTP (daemon/http.py): /healthz, /readyz (ARI connected, database
-reachable, still owning the Stasis app, taking calls: else 503), /metrics (Prometheus).
+reachable, still owning the Stasis app, taking calls: else 503), /metrics (Prometheus); and
+the alerts API under /api (daemon/api.py).
 """
 
 from __future__ import annotations
@@ -24,13 +25,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import structlog
 
+from ari_controller.alerts.engine import AlertEngine
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
 from ari_controller.calls.journal import Clock, utc_now
 from ari_controller.config import Config, ConfigError, load_config
 from ari_controller.daemon import systemd
+from ari_controller.daemon.api import api_routes
 from ari_controller.daemon.controller import Controller
 from ari_controller.daemon.http import StatusServer, database_reachable
 from ari_controller.daemon.metrics import Metrics
@@ -47,6 +51,10 @@ from ari_controller.store.writer import StoreWriter
 
 log = structlog.get_logger(__name__)
 
+# Alert engine and API connections; the store writer has its own.
+DB_POOL_SIZE = 4
+# Closing them waits for queries in flight no longer than this.
+DB_POOL_CLOSE_S = 5.0
 # How long in-flight calls may go on after SIGTERM before they are handed back.
 DEFAULT_DRAIN_S = 30.0
 # Writing what is pending at shutdown; what is left after this stays in the spool file.
@@ -72,6 +80,10 @@ class Running:
     controller: Controller
     events: EventConnection
     http: StatusServer
+    # Connections for work that reads and locks rows (the alert engine, the API), apart from
+    # the store writer's: opened on demand, so the daemon starts while Postgres is away.
+    db: asyncpg.Pool
+    alert_engine: AlertEngine
 
 
 @dataclass
@@ -99,6 +111,7 @@ class Daemon:
         # What `_close` undoes, in reverse order: each part once it has started.
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._db_users: list[asyncio.Task[None]] = []  # tasks on the pool: stopped before it
         self._reload_lock = asyncio.Lock()
         self._reloads: set[asyncio.Task[bool]] = set()
         self._stopping = False
@@ -136,6 +149,10 @@ class Daemon:
     @property
     def http_port(self) -> int | None:
         return self.running.http.port if self.running is not None else None
+
+    def _api_pool(self) -> asyncpg.Pool:
+        """The pool the HTTP API reads and acts through (it answers 503 until it is open)."""
+        return self._parts().db
 
     async def start(self) -> None:
         """Build and start everything; on failure, close what was started and raise."""
@@ -192,9 +209,15 @@ class Daemon:
             checks=self.ready,
             status=self._status,
             metrics=self._exposition,
-            extra_routes=media_routes(library),
+            extra_routes=[*media_routes(library), *api_routes(self._api_pool, self.clock)],
         )
-        self.running = Running(library, writer, ari, router, controller, events, http)
+        db_pool = asyncpg.create_pool(
+            db.resolved_dsn(), min_size=0, max_size=DB_POOL_SIZE, command_timeout=10
+        )
+        alert_engine = AlertEngine(db_pool, lambda: self.config, self.clock)
+        self.running = Running(
+            library, writer, ari, router, controller, events, http, db_pool, alert_engine
+        )
 
         await writer.start()
         self._closers.append(self._close_writer)
@@ -205,6 +228,10 @@ class Daemon:
         self._closers.append(self._stop_events_and_tasks)
         await http.start()
         self._closers.append(http.close)
+        await db_pool  # min_size 0: no connection is opened yet
+        self._closers.append(self._close_db_pool)
+        if config.alerts.engine.enabled:
+            self._db_users.append(self._background(alert_engine.run(), "alert-engine"))
         self._background(self._sweep(asterisk.sweep_interval_s), "orphan-sweep")
         interval = systemd.watchdog_interval()
         if interval:
@@ -219,8 +246,10 @@ class Daemon:
             watchdog_s=interval,
         )
 
-    def _background(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        self._tasks.append(asyncio.create_task(coro, name=name))
+    def _background(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.append(task)
+        return task
 
     # ---- ARI connection ---------------------------------------------------------------------
 
@@ -381,6 +410,16 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+
+    async def _close_db_pool(self) -> None:
+        # What uses the pool stops first: a round cut short is undone by its transaction.
+        for task in self._db_users:
+            task.cancel()
+        await asyncio.gather(*self._db_users, return_exceptions=True)
+        try:
+            await asyncio.wait_for(self._parts().db.close(), DB_POOL_CLOSE_S)
+        except TimeoutError:
+            self._parts().db.terminate()  # a query that would not end: cut it
 
     async def _close_writer(self) -> None:
         # What is not written within the flush time stays in the spool for the next start.
