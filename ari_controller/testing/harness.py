@@ -168,6 +168,6 @@ async def running_stack(
         await daemon.events.wait_connected(5)
         yield Stack(sim, daemon, dsn)
     finally:
-        if hasattr(daemon, "controller"):
+        if daemon.running is not None:
             await daemon.stop()
         await sim.stop()
