@@ -244,8 +244,39 @@ async def test_outside_hours_voicemail_is_stored_with_the_alert(stack: Stack) ->
     assert voicemail is not None and voicemail["audio_bytes"] > 40_000
     assert legs(alert) == []  # straight to voicemail outside hours
     assert "voicemail_stored" in kinds(alert)
+    # Escalated at once to the policy of the number's route (no route was chosen).
+    (escalated,) = [data for kind, data in timeline(alert) if kind == "alert_escalated"]
+    assert escalated == {"reason": "voicemail", "policy": "seq", "hold_until": None}
     # The recording was fetched into the database and removed from Asterisk.
     assert stack.sim.recordings.names() == []
+
+
+async def test_a_voicemail_escalates_as_the_number_says(stack: Stack) -> None:
+    """Held until the support hours begin on one number; not escalated at all on another."""
+    stack.sim.register_script(
+        "short_message",
+        [{"answer": {}}, {"wait": 5}, {"speak": "tt-monkeys"}, {"dtmf": "#"}, {"wait": 30}],
+    )
+    now = dt.datetime.now(dt.UTC)
+    if now.hour == 3 and now.minute == 0:
+        pytest.skip("number 203 is open during this very minute")
+    _, held = await one_call(stack, "short_message", "203")
+    (escalated,) = [data for kind, data in timeline(held) if kind == "alert_escalated"]
+    opening = dt.datetime.fromisoformat(escalated["hold_until"])
+    assert (opening.hour, opening.minute) == (3, 0) and opening > now
+    assert opening - now <= dt.timedelta(days=1)
+    assert held["escalation_count"] == 1
+
+    stack.sim.register_script(
+        "short_message2",
+        [{"answer": {}}, {"wait": 5}, {"speak": "tt-monkeys"}, {"dtmf": "#"}, {"wait": 30}],
+    )
+    channel = await stack.place_call("short_message2", "204")
+    await stack.wait_calls_done(30)
+    quiet = next(a for a in await stack.alerts() if a["calls"][0]["caller_channel_id"] == channel)
+    assert quiet["ended_reason"] == "voicemail" and quiet["voicemail"] is not None
+    assert quiet["escalation_count"] == 0
+    assert "alert_escalated" not in kinds(quiet)
 
 
 async def test_outside_hours_message(stack: Stack) -> None:
