@@ -743,3 +743,20 @@ async def test_run_delivers_on_its_own_every_poll_interval(
             await task
         await worker.close()
     assert receiver.requests[0].verified()
+
+
+async def test_a_settings_callable_is_read_every_round(
+    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start
+) -> None:
+    old, new = await receivers(), await receivers()
+    current = {"settings": _settings(_hook(old.url))}
+    worker = DeliveryWorker(pool, lambda: current["settings"], clock, random.Random(2))
+    try:
+        await _delivery(pool, alert_id, "hook", clock())
+        await worker.deliver_due(clock())
+        current["settings"] = _settings(_hook(new.url))  # the configuration was reloaded
+        await _delivery(pool, alert_id, "hook", clock())
+        await worker.deliver_due(clock.advance(1))
+    finally:
+        await worker.close()
+    assert (len(old.requests), len(new.requests)) == (1, 1)

@@ -168,14 +168,15 @@ class DeliveryWorker:
     """Claims due deliveries and sends them; the daemon runs `run()` as a task.
 
     `db` is an asyncpg pool (shared with the daemon, left open) or a DSN (the worker opens a
-    small pool of its own and closes it in `close()`). `clock` gives aware UTC datetimes;
-    `rng` jitters the backoff.
+    small pool of its own and closes it in `close()`). `settings` is the configuration's
+    `alerts`, or a callable giving the current one. `clock` gives aware UTC datetimes; `rng`
+    jitters the backoff.
     """
 
     def __init__(
         self,
         db: asyncpg.Pool | str,
-        settings: AlertsSettings,
+        settings: AlertsSettings | Callable[[], AlertsSettings],
         clock: Callable[[], dt.datetime] = utc_now,
         rng: random.Random | None = None,
         *,
@@ -183,21 +184,28 @@ class DeliveryWorker:
     ) -> None:
         self._db = db
         self._pool: asyncpg.Pool | None = None if isinstance(db, str) else db
-        self._settings = settings
+        # A callable is read every round: a reloaded configuration applies at once.
+        self._settings_source = settings
         self._clock = clock
         self._rng = rng if rng is not None else random.Random()
         self._batch_size = batch_size
         self._limiter = RateLimiter()
         self._session: aiohttp.ClientSession | None = None
-        for destination in settings.destinations:
-            if destination.timeout_s >= settings.engine.lease_s:
+        current = self._settings
+        for destination in current.destinations:
+            if destination.timeout_s >= current.engine.lease_s:
                 # A send may outlive its claim: another worker could send it meanwhile.
                 log.warning(
                     "delivery_lease_shorter_than_timeout",
                     destination=destination.id,
                     timeout_s=destination.timeout_s,
-                    lease_s=settings.engine.lease_s,
+                    lease_s=current.engine.lease_s,
                 )
+
+    @property
+    def _settings(self) -> AlertsSettings:
+        source = self._settings_source
+        return source if isinstance(source, AlertsSettings) else source()
 
     async def __aenter__(self) -> DeliveryWorker:
         return self
