@@ -28,6 +28,7 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ari_controller.alerts.delivery import DeliveryWorker
 from ari_controller.alerts.engine import AlertEngine
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
@@ -52,7 +53,7 @@ from ari_controller.store.writer import StoreWriter
 log = structlog.get_logger(__name__)
 
 # Alert engine and API connections; the store writer has its own.
-DB_POOL_SIZE = 4
+DB_POOL_SIZE = 6
 # Closing them waits for queries in flight no longer than this.
 DB_POOL_CLOSE_S = 5.0
 # How long in-flight calls may go on after SIGTERM before they are handed back.
@@ -84,6 +85,7 @@ class Running:
     # the store writer's: opened on demand, so the daemon starts while Postgres is away.
     db: asyncpg.Pool
     alert_engine: AlertEngine
+    deliveries: DeliveryWorker
 
 
 @dataclass
@@ -215,8 +217,18 @@ class Daemon:
             db.resolved_dsn(), min_size=0, max_size=DB_POOL_SIZE, command_timeout=10
         )
         alert_engine = AlertEngine(db_pool, lambda: self.config, self.clock)
+        deliveries = DeliveryWorker(db_pool, lambda: self.config.alerts, self.clock, self.rng)
         self.running = Running(
-            library, writer, ari, router, controller, events, http, db_pool, alert_engine
+            library,
+            writer,
+            ari,
+            router,
+            controller,
+            events,
+            http,
+            db_pool,
+            alert_engine,
+            deliveries,
         )
 
         await writer.start()
@@ -232,6 +244,7 @@ class Daemon:
         self._closers.append(self._close_db_pool)
         if config.alerts.engine.enabled:
             self._db_users.append(self._background(alert_engine.run(), "alert-engine"))
+            self._db_users.append(self._background(deliveries.run(), "alert-deliveries"))
         self._background(self._sweep(asterisk.sweep_interval_s), "orphan-sweep")
         interval = systemd.watchdog_interval()
         if interval:
@@ -416,6 +429,7 @@ class Daemon:
         for task in self._db_users:
             task.cancel()
         await asyncio.gather(*self._db_users, return_exceptions=True)
+        await self._parts().deliveries.close()
         try:
             await asyncio.wait_for(self._parts().db.close(), DB_POOL_CLOSE_S)
         except TimeoutError:
