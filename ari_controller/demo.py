@@ -18,6 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from ari_controller.config import load_config
+from ari_controller.demo_alerts import (
+    Receivers,
+    acknowledge_when_notified,
+    print_received,
+    wait_deliveries_done,
+)
 from ari_controller.logging import configure_logging
 from ari_controller.store.migrate import migrate
 from ari_controller.testing.harness import Stack, running_stack
@@ -26,6 +32,8 @@ from ari_controller.testing.postgres import ThrowawayPostgres
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 # The phones run five times faster than life, so the whole demo takes well under a minute.
 TIME_SCALE = 5.0
+# Alerts run on the real clock: escalations and deliveries are over within this.
+ALERTS_LIMIT_S = 60.0
 
 # Demo callers: each presses a key, holds, and hangs up a while after being connected.
 CALLERS: dict[str, list[Any]] = {
@@ -172,11 +180,11 @@ def print_call(n: int, scenario: Scenario, alert: dict[str, Any], heard: list[st
 
 def print_alerts(alerts: list[dict[str, Any]]) -> None:
     print("\nAlerts in Postgres:")
-    print(f"   {'number':<7}{'route':<22}{'status':<10}{'accepted by':<16}{'ended':<18}esc  vm")
+    print(f"   {'number':<7}{'route':<22}{'status':<13}{'ack. by':<16}{'ended':<18}esc  vm")
     for alert in alerts:
         vm = "yes" if alert["voicemail"] else "-"
         print(
-            f"   {alert['number_did']:<7}{(alert['route'] or '-'):<22}{alert['status']:<10}"
+            f"   {alert['number_did']:<7}{(alert['route'] or '-'):<22}{alert['status']:<13}"
             f"{(alert['acknowledged_by'] or '-'):<16}{alert['ended_reason']:<18}"
             f"{alert['escalation_count']:<5}{vm}"
         )
@@ -185,18 +193,32 @@ def print_alerts(alerts: list[dict[str, Any]]) -> None:
 async def run_demo(work_dir: Path) -> int:
     started = time.monotonic()
     config = load_config(DEMO_CONFIG)
-    print("Starting a throwaway Postgres, the Asterisk simulator and the controller ...")
-    with ThrowawayPostgres() as postgres:
-        await migrate(postgres.dsn)
-        async with running_stack(config, postgres.dsn, work_dir, time_scale=TIME_SCALE) as stack:
-            for name, steps in CALLERS.items():
-                stack.sim.register_script(name, steps)
-            print(f"Placing {len(SCENARIOS)} calls at once (phones run {TIME_SCALE:g}x faster).")
-            channels = await place_all(stack)
-            await stack.wait_calls_done(50)
-            alerts = await stack.alerts()
-            leftovers = stack.leftovers()
-            heard = {channel: stack.heard(channel) for channel in channels}
+    print("Starting a throwaway Postgres, the Asterisk simulator, the controller, and a chat")
+    print("and a webhook receiver for the alerts ...")
+    receivers = Receivers()
+    await receivers.start()
+    try:
+        with ThrowawayPostgres() as postgres:
+            await migrate(postgres.dsn)
+            async with running_stack(
+                config, postgres.dsn, work_dir, time_scale=TIME_SCALE
+            ) as stack:
+                for name, steps in CALLERS.items():
+                    stack.sim.register_script(name, steps)
+                print(f"Placing {len(SCENARIOS)} calls at once (phones {TIME_SCALE:g}x faster).")
+                api = f"http://127.0.0.1:{stack.daemon.http_port}"
+                acknowledging = asyncio.ensure_future(
+                    acknowledge_when_notified(postgres.dsn, api, ALERTS_LIMIT_S)
+                )
+                channels = await place_all(stack)
+                await stack.wait_calls_done(50)
+                acknowledged = await acknowledging
+                await wait_deliveries_done(postgres.dsn, receivers, ALERTS_LIMIT_S)
+                alerts = await stack.alerts()
+                leftovers = stack.leftovers()
+                heard = {channel: stack.heard(channel) for channel in channels}
+    finally:
+        await receivers.stop()
     by_channel = {a["calls"][0]["caller_channel_id"]: a for a in alerts}
     failures = 0
     for n, (scenario, channel) in enumerate(zip(SCENARIOS, channels, strict=True), 1):
@@ -210,6 +232,14 @@ async def run_demo(work_dir: Path) -> int:
             print(f"   UNEXPECTED: {problem}")
             failures += 1
     print_alerts([by_channel[c] for c in channels if c in by_channel])
+    if acknowledged is None:
+        print("\n   UNEXPECTED: the night desk's voicemail alert was not acknowledged via the API")
+        failures += 1
+    else:
+        print(f"\nAcknowledged through the API: alert {acknowledged} (number 400)")
+    for problem in print_received(receivers):
+        print(f"   UNEXPECTED: {problem}")
+        failures += 1
     if any(leftovers.values()):
         print(f"\nLEFT OVER in Asterisk: {leftovers}")
         failures += 1

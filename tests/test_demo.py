@@ -19,6 +19,12 @@ async def test_demo_runs_every_path(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "every call ended as expected" in out
     # the alerts as read back from Postgres
     assert out.count("connected ") >= 3 and "abandoned" in out
+    # ... and what happened to them after the calls: one acknowledged through the API, one
+    # escalated to its second rule (Kim), every webhook signed.
+    assert "Acknowledged through the API" in out
+    assert "[300] @kim: A missed call for the night shift" in out
+    assert "[400] @kim" not in out
+    assert "signature ok" in out and "BAD SIGNATURE" not in out
 
 
 def test_an_unexpected_ending_is_reported() -> None:
