@@ -260,6 +260,28 @@ def _destination_problems(config: Config) -> list[tuple[str, str]]:
     return problems
 
 
+def alert_notes(config: Config) -> list[str]:
+    """What `check-config` says about alerts that is allowed but probably not meant."""
+    notes = []
+    engine = config.alerts.engine
+    for destination in config.alerts.destinations:
+        if destination.timeout_s >= engine.lease_s:
+            notes.append(
+                f"destination '{destination.id}': timeout_s {destination.timeout_s:g} is not"
+                f" shorter than alerts.engine.lease_s {engine.lease_s:g}: a slow send may be"
+                " sent twice"
+            )
+    notified = {user.id for user in config.users if user.notify}
+    for policy in config.escalation_policies:
+        named = {u for rule in policy.rules for u in rule.users}
+        if named and not named & notified and not any(r.schedules for r in policy.rules):
+            notes.append(
+                f"escalation policy '{policy.id}': nobody on it has notification rules, so its"
+                " escalated alerts reach no one (only the numbers' actions)"
+            )
+    return notes
+
+
 def environment_problems(config: Config) -> list[tuple[str, str]]:
     """Secrets the configuration names but the environment does not hold (check-config)."""
     problems = []

@@ -344,6 +344,21 @@ class DeliveryWorker:
         attempt = await self._post(url, body, headers, destination.timeout_s)
         await self._record(pool, claim, attempt, at())
 
+    async def send_once(
+        self, destination_id: str, payload: dict[str, Any], message_id: str, now: dt.datetime
+    ) -> Attempt:
+        """One message, now, with no row and no retry (`notify-test`): how the receiver
+        answered, or why nothing could be sent."""
+        destination = self._settings.destination(destination_id)
+        problem, url, secret = _target(destination, destination_id)
+        if problem is not None or url is None or destination is None:
+            return Attempt(None, problem or "no URL")
+        body = encode_body(message_body(destination.type, payload))
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers |= webhook_headers(secret, message_id, int(now.timestamp()), body)
+        return await self._post(url, body, headers, destination.timeout_s)
+
     async def _still_ours(self, pool: asyncpg.Pool, claim: Claim) -> bool:
         """The engine may have cancelled the row since the claim (the alert was acknowledged)."""
         state = await pool.fetchval(
