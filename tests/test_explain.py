@@ -79,3 +79,34 @@ def test_german_number_with_only_a_greeting(capsys: pytest.CaptureFixture[str]) 
 def test_unknown_number_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["explain", "--config", EXAMPLE, "--number", "999"]) == 2
     assert "no number with did '999'" in capsys.readouterr().err
+
+
+def test_who_an_escalated_alert_would_notify_and_when(capsys: pytest.CaptureFixture[str]) -> None:
+    # Saturday 22:00: Alice (weekly rotation) is rule 1 and the only one with a chat rule.
+    report = explain(capsys, "--number", "+4930123456", "--at", "2026-11-28T22:00:00+01:00")
+    steps = report["escalation"]
+    assert isinstance(steps, list)
+    assert [(s["rule"], s["people"]) for s in steps] == [(1, ["alice"]), (2, ["erin"])]
+    assert steps[0]["at"] == "2026-11-28T22:00:00+01:00"
+    assert steps[0]["messages"] == [
+        {"user": "alice", "method": "chat", "to": "team-chat", "at": "2026-11-28T22:00:00+01:00"}
+    ]
+    assert steps[1]["messages"] == []  # Erin has no notification rules
+    # The text form says the same.
+    assert (
+        main(
+            [
+                "explain",
+                "--config",
+                EXAMPLE,
+                "--number",
+                "+4930123456",
+                "--at",
+                "2026-11-28T22:00:00+01:00",
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "If its alert escalated now and nobody acknowledged:" in text
+    assert "alice by chat to team-chat" in text
