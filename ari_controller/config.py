@@ -272,7 +272,8 @@ def alert_notes(config: Config) -> list[str]:
                 " sent twice"
             )
     notified = {user.id for user in config.users if user.notify}
-    for policy in config.escalation_policies:
+    # Without destinations nothing is sent anyway; with them, a policy nobody hears is a slip.
+    for policy in config.escalation_policies if config.alerts.destinations else []:
         named = {u for rule in policy.rules for u in rule.users}
         if named and not named & notified and not any(r.schedules for r in policy.rules):
             notes.append(

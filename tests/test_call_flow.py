@@ -45,7 +45,7 @@ CALLERS = {
         {"answer": {}},
         {"wait": 2},
         {"dtmf": "*"},
-        {"wait": 3},
+        {"wait": 8},  # long enough for the replayed menu to be heard, even on a busy machine
         {"dtmf": "1"},
         {"wait": 40},
         {"hangup": {}},
@@ -331,6 +331,8 @@ async def test_no_input_repeats_then_default(stack: Stack) -> None:
 async def test_star_repeats_the_menu(stack: Stack) -> None:
     caller, alert = await one_call(stack, "star_then1", "100")
     heard = stack.heard(caller)
+    steps = [(d["digit"], d["step"]) for kind, d in timeline(alert) if kind == "menu_input"]
+    assert steps == [("*", "Repeat"), ("1", "Chosen")]
     assert heard.count("For the database team, press 1.") >= 2
     assert "Sorry, that is not a valid choice." not in heard
     assert alert["route"] == "the database team"
