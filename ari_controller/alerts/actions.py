@@ -23,6 +23,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ari_controller.alerts.log import log_alert, stop_escalation
+
 Action = Literal["acknowledge", "resolve", "escalate"]
 
 
@@ -105,7 +107,9 @@ async def acknowledge(
             timeout=timeout_s,
         )
         alert = {**alert, "status": "acknowledged", "acknowledged_by": by}
-        stopped, cancelled = await _stop_escalation(conn, alert_id, "acknowledged", now, timeout_s)
+        stopped, cancelled = await stop_escalation(
+            conn, alert_id, "acknowledged", now, timeout_s=timeout_s
+        )
         await _record(conn, alert, "acknowledged", by, via, now, timeout_s)
     return _changed(alert, "acknowledge", stopped, cancelled)
 
@@ -135,7 +139,9 @@ async def resolve(
             timeout=timeout_s,
         )
         alert = {**alert, "status": "resolved", "resolved_by": by}
-        stopped, cancelled = await _stop_escalation(conn, alert_id, "resolved", now, timeout_s)
+        stopped, cancelled = await stop_escalation(
+            conn, alert_id, "resolved", now, timeout_s=timeout_s
+        )
         await _record(conn, alert, "resolved", by, via, now, timeout_s)
     return _changed(alert, "resolve", stopped, cancelled)
 
@@ -187,28 +193,6 @@ async def _lock(conn: Any, alert_id: uuid.UUID, timeout_s: float) -> dict[str, A
     return dict(row)
 
 
-async def _stop_escalation(
-    conn: Any, alert_id: uuid.UUID, status: str, now: dt.datetime, timeout_s: float
-) -> tuple[bool, int]:
-    """Stop the alert's escalation timer and cancel messages still waiting to notify people
-    of it (a number's own actions, user_id NULL, still announce the change)."""
-    stopped = await conn.execute(
-        "UPDATE alert_escalations SET state = 'stopped', updated_at = $2"
-        " WHERE alert_id = $1 AND state IN ('active', 'held')",
-        alert_id,
-        now,
-        timeout=timeout_s,
-    )
-    cancelled = await conn.execute(
-        "UPDATE deliveries SET state = 'cancelled', last_error = 'alert ' || $2"
-        " WHERE alert_id = $1 AND state = 'pending' AND user_id IS NOT NULL",
-        alert_id,
-        status,
-        timeout=timeout_s,
-    )
-    return _count(stopped) > 0, _count(cancelled)
-
-
 async def _record(
     conn: Any,
     alert: dict[str, Any],
@@ -223,13 +207,8 @@ async def _record(
     change."""
     alert_id = alert["id"]
     extra = extra or {}
-    await conn.execute(
-        "INSERT INTO alert_log (alert_id, at, kind, data) VALUES ($1, $2, $3, $4::jsonb)",
-        alert_id,
-        now,
-        f"alert_{change}",
-        json.dumps({"by": by, "via": via, **extra}),
-        timeout=timeout_s,
+    await log_alert(
+        conn, alert_id, now, f"alert_{change}", {"by": by, "via": via, **extra}, timeout_s=timeout_s
     )
     payload = {
         "alert_id": str(alert_id),

@@ -36,6 +36,7 @@ import aiohttp
 import asyncpg
 import structlog
 
+from ari_controller.alerts.log import log_alert
 from ari_controller.alerts.messages import encode_body, message_body
 from ari_controller.alerts.signing import InvalidSecretError, webhook_headers
 from ari_controller.config import AlertEngineSettings, AlertsSettings, Destination
@@ -415,7 +416,7 @@ class DeliveryWorker:
                     at,
                     attempts,
                 )
-                await _log(conn, claim.alert_id, at, "delivery_sent", base)
+                await log_alert(conn, claim.alert_id, at, "delivery_sent", base)
                 log.info("delivery_sent", **_fields(base))
             elif attempt.status == 410:
                 error = f"410 Gone: destination '{claim.destination}' disabled"
@@ -429,7 +430,7 @@ class DeliveryWorker:
                     f"410 Gone for delivery {claim.id}",
                 )
                 updated = await _set_dead(conn, claim, attempts, error)
-                await _log(conn, claim.alert_id, at, "delivery_dead", base | {"error": error})
+                await log_alert(conn, claim.alert_id, at, "delivery_dead", base | {"error": error})
                 log.warning("destination_disabled", **_fields(base))
             else:
                 error = attempt.error or f"HTTP {attempt.status}"
@@ -454,7 +455,7 @@ class DeliveryWorker:
                     )
                     kind = "delivery_failed"
                     base = base | {"retry_at": due.isoformat()}
-                await _log(conn, claim.alert_id, at, kind, base | {"error": error})
+                await log_alert(conn, claim.alert_id, at, kind, base | {"error": error})
                 log.warning(kind, **_fields(base), error=error)
         if updated == "UPDATE 0":
             # Cancelled meanwhile, or our lease ran out and another worker holds the row:
@@ -475,7 +476,7 @@ class DeliveryWorker:
         }
         async with pool.acquire() as conn, conn.transaction():
             await _set_dead(conn, claim, claim.attempts, error)
-            await _log(conn, claim.alert_id, at, "delivery_dead", data)
+            await log_alert(conn, claim.alert_id, at, "delivery_dead", data)
         log.error("delivery_dead", **_fields(data))
 
 
@@ -526,18 +527,6 @@ async def _set_dead(conn: asyncpg.Connection, claim: Claim, attempts: int, error
     return result
 
 
-async def _log(
-    conn: asyncpg.Connection, alert_id: UUID, at: dt.datetime, kind: str, data: dict[str, Any]
-) -> None:
-    await conn.execute(
-        "INSERT INTO alert_log (alert_id, at, kind, data) VALUES ($1, $2, $3, $4::jsonb)",
-        alert_id,
-        at,
-        kind,
-        json.dumps(data),
-    )
-
-
 # --- for the command line ------------------------------------------------------------------
 
 
@@ -576,7 +565,7 @@ async def retry_delivery(conn: asyncpg.Connection, delivery_id: UUID, now: dt.da
         )
         if row is None:
             return False
-        await _log(
+        await log_alert(
             conn,
             row["alert_id"],
             now,

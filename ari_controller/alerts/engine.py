@@ -28,6 +28,7 @@ import asyncpg
 import structlog
 
 from ari_controller.alerts.escalation import step
+from ari_controller.alerts.log import log_alert, stop_escalation
 from ari_controller.alerts.snapshot import alert_snapshot
 from ari_controller.config import Config
 from ari_controller.oncall.plan import Directory
@@ -41,19 +42,6 @@ EVENTS_PER_ROUND = 100
 ESCALATIONS_PER_ROUND = 50
 # One round's statements must not hang on a stalled database.
 STATEMENT_TIMEOUT_S = 10.0
-
-
-async def log_alert(
-    conn: asyncpg.Connection, alert_id: uuid.UUID, at: dt.datetime, kind: str, **data: Any
-) -> None:
-    """One entry on the alert's own timeline (outside its call)."""
-    await conn.execute(
-        "INSERT INTO alert_log (alert_id, at, kind, data) VALUES ($1, $2, $3, $4::jsonb)",
-        alert_id,
-        at,
-        kind,
-        json.dumps(data, default=str),
-    )
 
 
 def _payload(event: str, at: dt.datetime, alert: dict[str, Any], **extra: Any) -> str:
@@ -188,7 +176,9 @@ class AlertEngine:
         now: dt.datetime,
     ) -> None:
         if alert["status"] != "open":
-            await log_alert(conn, alert_id, now, "escalation_not_started", status=alert["status"])
+            await log_alert(
+                conn, alert_id, now, "escalation_not_started", {"status": alert["status"]}
+            )
             return
         policy_id = extra.get("policy_id") or alert["policy_id"]
         policies = {p.id for p in self.config().escalation_policies}
@@ -198,8 +188,7 @@ class AlertEngine:
                 alert_id,
                 now,
                 "escalation_not_started",
-                policy=policy_id,
-                why="no such escalation policy in the configuration",
+                {"policy": policy_id, "why": "no such escalation policy in the configuration"},
             )
             return
         hold_until = extra.get("hold_until")
@@ -224,35 +213,22 @@ class AlertEngine:
             alert_id,
             now,
             "escalation_started",
-            policy=policy_id,
-            reason=reason,
-            due_at=due.isoformat(),
-            held=state == "held",
+            {
+                "policy": policy_id,
+                "reason": reason,
+                "due_at": due.isoformat(),
+                "held": state == "held",
+            },
         )
 
     async def _stop_escalation(
         self, conn: asyncpg.Connection, alert_id: uuid.UUID, event: str, now: dt.datetime
     ) -> None:
-        stopped = await conn.fetchval(
-            "UPDATE alert_escalations SET state = 'stopped', updated_at = $2"
-            " WHERE alert_id = $1 AND state IN ('active', 'held') RETURNING alert_id",
-            alert_id,
-            now,
-        )
-        cancelled = await conn.fetchval(
-            "WITH c AS (UPDATE deliveries SET state = 'cancelled' WHERE alert_id = $1"
-            " AND state = 'pending' AND user_id IS NOT NULL RETURNING 1) SELECT count(*) FROM c",
-            alert_id,
-        )
-        if stopped is not None or cancelled:
-            await log_alert(
-                conn,
-                alert_id,
-                now,
-                "escalation_stopped",
-                by_event=event,
-                cancelled_messages=cancelled,
-            )
+        status = event.removeprefix("alert.")
+        stopped, cancelled = await stop_escalation(conn, alert_id, status, now)
+        if stopped or cancelled:
+            data = {"by_event": event, "cancelled_messages": cancelled}
+            await log_alert(conn, alert_id, now, "escalation_stopped", data)
 
     # ---- 2. escalation timers ---------------------------------------------------------------
 
@@ -318,12 +294,14 @@ class AlertEngine:
                     alert_id,
                     now,
                     "escalation_rule_notified",
-                    policy=policy.id,
-                    rule=rule + 1,
-                    round=row["round"] + 1,
-                    people=list(taken.people),
-                    messages=len(taken.notifications),
-                    without_rules=[p for p in taken.people if not users[p].notify],
+                    {
+                        "policy": policy.id,
+                        "rule": rule + 1,
+                        "round": row["round"] + 1,
+                        "people": list(taken.people),
+                        "messages": len(taken.notifications),
+                        "without_rules": [p for p in taken.people if not users[p].notify],
+                    },
                 )
                 if taken.next_due is None:
                     await self._finish(conn, alert_id, "done", now, "every rule notified")
@@ -348,4 +326,4 @@ class AlertEngine:
             state,
             now,
         )
-        await log_alert(conn, alert_id, now, f"escalation_{state}", why=why)
+        await log_alert(conn, alert_id, now, f"escalation_{state}", {"why": why})
