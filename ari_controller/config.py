@@ -8,7 +8,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ari_controller.numbers import Number
 from ari_controller.oncall.models import EscalationPolicy, Schedule, User
@@ -154,6 +161,13 @@ class AlertsSettings(BaseModel):
     # Links in messages point here (`<public_base_url>/alerts/<id>`) when it is set.
     public_base_url: str | None = None
     engine: AlertEngineSettings = Field(default_factory=AlertEngineSettings)
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _base_url(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError(f"'{url}' is not an http(s) URL")
+        return url
 
     def destination(self, destination_id: str) -> Destination | None:
         return next((d for d in self.destinations if d.id == destination_id), None)

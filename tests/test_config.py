@@ -81,6 +81,27 @@ def test_duplicate_dids_and_digits_are_rejected() -> None:
     assert any("share the digit" in m for _, m in problems_of(data))
 
 
+def test_bad_alert_settings_are_named_by_their_path() -> None:
+    data = example()
+    data["alerts"]["public_base_url"] = "hotline.example.com"
+    data["alerts"]["destinations"].append({"id": "hook", "type": "webhook", "url": "ftp://x"})
+    data["alerts"]["destinations"].append({"id": "team-chat", "type": "slack", "url_env": "U"})
+    data["users"][0]["notify"][0]["after_minutes"] = -1
+    data["numbers"][0]["alerts"]["escalate_on"] = ["lunch"]
+    problems = problems_of(data)
+    paths = {p for p, _ in problems}
+    assert "alerts.public_base_url" in paths
+    assert "alerts.destinations[1]" in paths  # ftp, and no secret for a webhook
+    assert "users[0].notify[0].after_minutes" in paths
+    assert "numbers[0].alerts.escalate_on[0]" in paths
+
+
+def test_a_destination_named_twice_is_rejected() -> None:
+    data = example()
+    data["alerts"]["destinations"].append({"id": "team-chat", "type": "slack", "url_env": "U"})
+    assert ("alerts.destinations[1].id", "'team-chat' is there twice") in problems_of(data)
+
+
 def test_menu_default_route_must_exist() -> None:
     data = example()
     data["numbers"][0]["menu"]["default"] = {"action": "route", "route": "7"}
