@@ -432,9 +432,9 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
                         "user": {"id": user.id, "name": user.name, "mention": rule.mention},
                     },
                 }
-                attempt = await worker.send_once(rule.to, payload, message_id, now)
+                attempt = await worker.send_once(rule.destination, payload, message_id, now)
                 verdict = f"HTTP {attempt.status}" if attempt.ok else attempt.error
-                print(f"{rule.method} to {rule.to}: {verdict} (webhook-id {message_id})")
+                print(f"{rule.method} to {rule.destination}: {verdict} (webhook-id {message_id})")
                 failed += not attempt.ok
             return EXIT_OK if not failed else EXIT_FAILED
 

@@ -138,6 +138,39 @@ class Destination(BaseModel):
         return os.environ.get(self.secret_env) if self.secret_env else None
 
 
+class EmailSettings(BaseModel):
+    """The SMTP server alert e-mails go through (credentials from the environment)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    from_address: str = Field(min_length=3)
+    timeout_s: float = Field(default=30.0, gt=0, le=300)
+    attach_voicemail: bool = True
+
+    def resolved_password(self) -> str | None:
+        return os.environ.get(self.password_env) if self.password_env else None
+
+
+class PhoneSettings(BaseModel):
+    """Notification calls through the daemon's own Asterisk, to a person's contacts in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # At most this many notification calls at once: live hotline calls always come first.
+    max_concurrent_calls: int = Field(default=2, ge=1, le=50)
+    ring_timeout_s: float = Field(default=30.0, gt=0, le=300)
+    # After the message, how long to wait for a key before saying it again.
+    key_window_s: float = Field(default=8.0, gt=0, le=120)
+    # How many times the message is said before the call counts as not reached.
+    repeats: int = Field(default=2, ge=1, le=5)
+    caller_id: str | None = None  # what the called phone shows; default: the first number
+
+
 class AlertEngineSettings(BaseModel):
     """The alert engine's timing; any number of daemons on one database may run it."""
 
@@ -160,6 +193,11 @@ class AlertsSettings(BaseModel):
     destinations: list[Destination] = Field(default_factory=list)
     # Links in messages point here (`<public_base_url>/alerts/<id>`) when it is set.
     public_base_url: str | None = None
+    # Signs the acknowledge/resolve links in e-mails (an environment variable's name).
+    link_secret_env: str | None = None
+    link_ttl_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    email: EmailSettings | None = None
+    phone: PhoneSettings = Field(default_factory=PhoneSettings)
     engine: AlertEngineSettings = Field(default_factory=AlertEngineSettings)
 
     @field_validator("public_base_url")
@@ -247,6 +285,10 @@ def _destination_problems(config: Config) -> list[tuple[str, str]]:
     problems: list[tuple[str, str]] = []
     seen: set[str] = set()
     for d, destination in enumerate(config.alerts.destinations):
+        if destination.id in ("phone", "email"):
+            problems.append(
+                (f"alerts.destinations[{d}].id", f"'{destination.id}' is the name of a method")
+            )
         if destination.id in seen:
             problems.append((f"alerts.destinations[{d}].id", f"'{destination.id}' is there twice"))
         seen.add(destination.id)
@@ -261,6 +303,13 @@ def _destination_problems(config: Config) -> list[tuple[str, str]]:
                 )
     for u, user in enumerate(config.users):
         for r, rule in enumerate(user.notify):
+            where = f"users[{u}].notify[{r}]"
+            if rule.method == "email" and not user.email:
+                problems.append((where, "an email rule needs the user's email"))
+            if rule.method == "email" and config.alerts.email is None:
+                problems.append((where, "an email rule needs alerts.email (the SMTP server)"))
+            if rule.to is None:
+                continue
             target = config.alerts.destination(rule.to)
             if target is None:
                 problems.append((f"users[{u}].notify[{r}].to", f"unknown destination '{rule.to}'"))
@@ -300,6 +349,13 @@ def alert_notes(config: Config) -> list[str]:
 def environment_problems(config: Config) -> list[tuple[str, str]]:
     """Secrets the configuration names but the environment does not hold (check-config)."""
     problems = []
+    alerts = config.alerts
+    for key, variable in (
+        ("alerts.link_secret_env", alerts.link_secret_env),
+        ("alerts.email.password_env", alerts.email.password_env if alerts.email else None),
+    ):
+        if variable and not os.environ.get(variable):
+            problems.append((key, f"environment variable {variable} is not set"))
     for d, destination in enumerate(config.alerts.destinations):
         for key in ("url_env", "secret_env"):
             variable = getattr(destination, key)

@@ -27,7 +27,7 @@ import email.utils
 import json
 import random
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -127,6 +127,19 @@ class Claim:
 
 
 @dataclass(frozen=True)
+class Sender:
+    """A way to notify that is not an HTTP destination of the configuration (a phone call, an
+    e-mail): deliveries whose `destination` is its name are handed to `send`."""
+
+    send: Callable[[Claim], Awaitable[Attempt]]
+    # The longest one send may take: its claim lasts this long, so no other worker (or this
+    # one, next round) sends it again meanwhile.
+    lease_s: float
+    # A send that takes long (a phone call) runs on its own: the round does not wait for it.
+    background: bool = False
+
+
+@dataclass(frozen=True)
 class DeliveryInfo:
     """One row of `deliveries` as the command line lists it."""
 
@@ -182,8 +195,11 @@ class DeliveryWorker:
         rng: random.Random | None = None,
         *,
         batch_size: int = 32,
+        senders: Mapping[str, Sender] | None = None,
     ) -> None:
         self._db = db
+        self._senders = dict(senders or {})
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._pool: asyncpg.Pool | None = None if isinstance(db, str) else db
         # A callable is read every round: a reloaded configuration applies at once.
         self._settings_source = settings
@@ -215,6 +231,9 @@ class DeliveryWorker:
         await self.close()
 
     async def close(self) -> None:
+        for task in list(self._in_flight):
+            task.cancel()  # a call cut short: its claim lapses and it is sent again
+        await asyncio.gather(*self._in_flight, return_exceptions=True)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -263,7 +282,12 @@ class DeliveryWorker:
         limit, committed before returning."""
         limits = self._destination_limits()
         full = [d for d, limit in limits.items() if self._limiter.full(d, limit, now)]
-        claimed_until = now + dt.timedelta(seconds=self._settings.engine.lease_s)
+        lease = dt.timedelta(seconds=self._settings.engine.lease_s)
+
+        def lease_of(destination: str) -> dt.datetime:
+            sender = self._senders.get(destination)
+            return now + (dt.timedelta(seconds=sender.lease_s) if sender else lease)
+
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
@@ -286,11 +310,11 @@ class DeliveryWorker:
                 # An unknown destination is claimed too: it is recorded dead, nothing is sent.
                 if limit is None or self._limiter.take(row["destination"], limit, now):
                     taken.append(row)
-            if taken:
+            for until in {lease_of(row["destination"]) for row in taken}:
                 await conn.execute(
                     "UPDATE deliveries SET claimed_until = $2 WHERE id = ANY($1::uuid[])",
-                    [row["id"] for row in taken],
-                    claimed_until,
+                    [row["id"] for row in taken if lease_of(row["destination"]) == until],
+                    until,
                 )
         return [
             Claim(
@@ -301,12 +325,12 @@ class DeliveryWorker:
                 user_id=row["user_id"],
                 payload=_payload(row["payload"]),
                 attempts=row["attempts"],
-                claimed_until=claimed_until,
+                claimed_until=lease_of(row["destination"]),
             )
             for row in taken
         ]
 
-    async def send_claimed(self, claims: Iterable[Claim], now: dt.datetime) -> None:
+    async def send_claimed(self, given: Iterable[Claim], now: dt.datetime) -> None:
         """Send claimed deliveries concurrently and record each result. `now` is when the
         round started; times recorded after a send add the time the send took."""
         started = asyncio.get_running_loop().time()
@@ -315,8 +339,16 @@ class DeliveryWorker:
             elapsed = asyncio.get_running_loop().time() - started
             return now + dt.timedelta(seconds=elapsed)
 
-        claims = list(claims)
+        claims = []
         await self._get_pool()  # one pool, before the sends share it
+        for claim in given:
+            sender = self._senders.get(claim.destination)
+            if sender is not None and sender.background:
+                task = asyncio.ensure_future(self._deliver_logged(claim, later))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            else:
+                claims.append(claim)
         results = await asyncio.gather(
             *(self._deliver(claim, later) for claim in claims), return_exceptions=True
         )
@@ -327,8 +359,22 @@ class DeliveryWorker:
                     "delivery_failed_unexpectedly", delivery_id=str(claim.id), exc_info=result
                 )
 
+    async def _deliver_logged(self, claim: Claim, at: Callable[[], dt.datetime]) -> None:
+        try:
+            await self._deliver(claim, at)
+        except Exception:
+            # Its claim lapses and the next claimant sends it again.
+            log.exception("delivery_failed_unexpectedly", delivery_id=str(claim.id))
+
     async def _deliver(self, claim: Claim, at: Callable[[], dt.datetime]) -> None:
         pool = await self._get_pool()
+        sender = self._senders.get(claim.destination)
+        if sender is not None:
+            if not await self._still_ours(pool, claim):
+                log.info("delivery_skipped", delivery_id=str(claim.id), reason="no longer pending")
+                return
+            await self._record(pool, claim, await sender.send(claim), at())
+            return
         destination = self._settings.destination(claim.destination)
         problem, url, secret = _target(destination, claim.destination)
         if problem is not None:

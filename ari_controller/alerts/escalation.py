@@ -76,7 +76,7 @@ def notifications_for(user: User, rule: int, at: dt.datetime) -> list[Notificati
             user.id,
             user.name,
             notify.method,
-            notify.to,
+            notify.destination,
             notify.mention,
             at + dt.timedelta(minutes=notify.after_minutes),
             rule,

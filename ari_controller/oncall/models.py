@@ -66,19 +66,34 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-# How a person hears of an alert that escalates to them (phone and email come later).
-NotifyMethod = Literal["chat", "webhook"]
+# How a person hears of an alert that escalates to them: a message to a chat or webhook
+# destination, a phone call to their contacts (through our Asterisk), or an e-mail to `email`.
+NotifyMethod = Literal["chat", "webhook", "phone", "email"]
 
 
 class NotificationRule(_Model):
-    """Notify by `method` through the destination `to` (an `alerts.destinations` id),
-    `after_minutes` after this person is notified of an alert (0: at once)."""
+    """Notify by `method`, `after_minutes` after this person is notified of an alert (0: at
+    once). Chat and webhook go through the destination `to` (an `alerts.destinations` id);
+    a phone call goes to the person's `contacts`, an e-mail to their `email`."""
 
     method: NotifyMethod
-    to: str = Field(min_length=1)
+    to: str | None = Field(default=None, min_length=1)
     after_minutes: Annotated[float, Field(ge=0, le=1440)] = 0
     # Chat: how the message names this person (e.g. "@vera", "<@U024BE7LH>").
     mention: str | None = None
+
+    @model_validator(mode="after")
+    def _destination(self) -> NotificationRule:
+        if self.method in ("chat", "webhook") and self.to is None:
+            raise ValueError(f"a {self.method} rule needs `to`: a destination id")
+        if self.method in ("phone", "email") and self.to is not None:
+            raise ValueError(f"a {self.method} rule has no `to`: it uses the person's own")
+        return self
+
+    @property
+    def destination(self) -> str:
+        """The delivery's destination: the configured one, or the method itself."""
+        return self.to or self.method
 
 
 class User(_Model):
