@@ -196,9 +196,13 @@ class DeliveryWorker:
         *,
         batch_size: int = 32,
         senders: Mapping[str, Sender] | None = None,
+        on_attempt: Callable[[str, str], None] | None = None,
     ) -> None:
         self._db = db
         self._senders = dict(senders or {})
+        # (method, result) of every attempt, for the metrics: slack/.../webhook/phone/email and
+        # sent/failed/dead.
+        self._on_attempt = on_attempt
         self._in_flight: set[asyncio.Task[None]] = set()
         self._pool: asyncpg.Pool | None = None if isinstance(db, str) else db
         # A callable is read every round: a reloaded configuration applies at once.
@@ -359,6 +363,13 @@ class DeliveryWorker:
                     "delivery_failed_unexpectedly", delivery_id=str(claim.id), exc_info=result
                 )
 
+    def _report(self, claim: Claim, result: str) -> None:
+        if self._on_attempt is None:
+            return
+        destination = self._settings.destination(claim.destination)
+        method = destination.type if destination is not None else claim.destination
+        self._on_attempt(method, result)
+
     async def _deliver_logged(self, claim: Claim, at: Callable[[], dt.datetime]) -> None:
         try:
             await self._deliver(claim, at)
@@ -463,6 +474,7 @@ class DeliveryWorker:
                     attempts,
                 )
                 await log_alert(conn, claim.alert_id, at, "delivery_sent", base)
+                self._report(claim, "sent")
                 log.info("delivery_sent", **_fields(base))
             elif attempt.status == 410:
                 error = f"410 Gone: destination '{claim.destination}' disabled"
@@ -477,6 +489,7 @@ class DeliveryWorker:
                 )
                 updated = await _set_dead(conn, claim, attempts, error)
                 await log_alert(conn, claim.alert_id, at, "delivery_dead", base | {"error": error})
+                self._report(claim, "dead")
                 log.warning("destination_disabled", **_fields(base))
             else:
                 error = attempt.error or f"HTTP {attempt.status}"
@@ -502,6 +515,7 @@ class DeliveryWorker:
                     kind = "delivery_failed"
                     base = base | {"retry_at": due.isoformat()}
                 await log_alert(conn, claim.alert_id, at, kind, base | {"error": error})
+                self._report(claim, kind.removeprefix("delivery_"))
                 log.warning(kind, **_fields(base), error=error)
         if updated == "UPDATE 0":
             # Cancelled meanwhile, or our lease ran out and another worker holds the row:
@@ -523,6 +537,7 @@ class DeliveryWorker:
         async with pool.acquire() as conn, conn.transaction():
             await _set_dead(conn, claim, claim.attempts, error)
             await log_alert(conn, claim.alert_id, at, "delivery_dead", data)
+            self._report(claim, "dead")
         log.error("delivery_dead", **_fields(data))
 
 

@@ -5,7 +5,8 @@ Names: `callrouting_calls_total{outcome}`, `callrouting_legs_total{outcome}`,
 `callrouting_ari_reconnects_total`, `callrouting_ari_closed_connections_total{result}`,
 `callrouting_db_write_seconds`,
 `callrouting_db_write_failures_total`, `callrouting_speech_utterances_total{party,result}`,
-`callrouting_speech_decode_seconds`, and gauges for what is happening now.
+`callrouting_speech_decode_seconds`, `callrouting_alert_deliveries_total{method,result}`, and
+gauges for what is happening now.
 """
 
 from __future__ import annotations
@@ -81,6 +82,13 @@ class Metrics:
             "Records waiting to be written",
             registry=self.registry,
         )
+        self.alert_deliveries = Counter(
+            "callrouting_alert_deliveries",
+            "Attempts to deliver an alert message, by method (slack, mattermost, teams, webhook,"
+            " phone, email) and result (sent, failed, dead)",
+            ["method", "result"],
+            registry=self.registry,
+        )
         self.speech_utterances = Counter(
             "callrouting_speech_utterances",
             "Utterances listened to, by party (caller, responder) and result "
@@ -140,6 +148,9 @@ class Metrics:
 
     def ari_closed_connection(self, what: RepeatedRequest) -> None:
         self.ari_closed_connections.labels(what.value).inc()
+
+    def alert_delivery(self, method: str, result: str) -> None:
+        self.alert_deliveries.labels(method, result).inc()
 
     def store_write(self, latency_s: float, ok: bool) -> None:
         if ok:
