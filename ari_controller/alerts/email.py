@@ -29,7 +29,7 @@ from uuid import UUID
 import aiosmtplib
 import asyncpg
 
-from ari_controller.alerts.delivery import Attempt, Claim
+from ari_controller.alerts.delivery import Attempt, Claim, Sender
 from ari_controller.alerts.links import make_link
 from ari_controller.alerts.messages import summarize
 from ari_controller.config import AlertsSettings, Config, EmailSettings
@@ -304,6 +304,20 @@ class EmailSender:
             )
         timeline = [(row["at"], _describe(row["kind"], _data(row["data"]))) for row in rows]
         return (bytes(audio) if audio is not None else None), timeline[::-1]
+
+
+def email_senders(
+    pool: asyncpg.Pool | Callable[[], asyncpg.Pool],
+    config: Callable[[], Config],
+    clock: Callable[[], dt.datetime],
+) -> dict[str, Sender]:
+    """The delivery worker's `email` sender when the configuration has an SMTP server
+    (`alerts.email`), else none (an `email` delivery then ends dead, naming the problem)."""
+    settings = config().alerts.email
+    if settings is None:
+        return {}
+    sender = EmailSender(pool, config, clock)
+    return {"email": Sender(sender.send, lease_s=email_lease_s(settings))}
 
 
 def _data(value: object) -> Mapping[str, Any]:

@@ -29,6 +29,7 @@ import asyncpg
 import structlog
 
 from ari_controller.alerts.delivery import DeliveryWorker
+from ari_controller.alerts.email import email_senders
 from ari_controller.alerts.engine import AlertEngine
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
@@ -36,6 +37,7 @@ from ari_controller.calls.journal import Clock, utc_now
 from ari_controller.config import Config, ConfigError, load_config
 from ari_controller.daemon import systemd
 from ari_controller.daemon.api import api_routes
+from ari_controller.daemon.confirm import confirm_routes
 from ari_controller.daemon.controller import Controller
 from ari_controller.daemon.http import StatusServer, database_reachable
 from ari_controller.daemon.metrics import Metrics
@@ -211,13 +213,23 @@ class Daemon:
             checks=self.ready,
             status=self._status,
             metrics=self._exposition,
-            extra_routes=[*media_routes(library), *api_routes(self._api_pool, self.clock)],
+            extra_routes=[
+                *media_routes(library),
+                *api_routes(self._api_pool, self.clock),
+                *confirm_routes(self._api_pool, lambda: self.config.alerts, self.clock),
+            ],
         )
         db_pool = asyncpg.create_pool(
             db.resolved_dsn(), min_size=0, max_size=DB_POOL_SIZE, command_timeout=10
         )
         alert_engine = AlertEngine(db_pool, lambda: self.config, self.clock)
-        deliveries = DeliveryWorker(db_pool, lambda: self.config.alerts, self.clock, self.rng)
+        deliveries = DeliveryWorker(
+            db_pool,
+            lambda: self.config.alerts,
+            self.clock,
+            self.rng,
+            senders=email_senders(db_pool, lambda: self.config, self.clock),
+        )
         self.running = Running(
             library,
             writer,
