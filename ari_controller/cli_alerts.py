@@ -405,6 +405,7 @@ def cmd_deliveries_enable(args: argparse.Namespace) -> int:
 def cmd_notify_test(args: argparse.Namespace) -> int:
     """Send a person a test message through each of their notification rules of `--method`."""
     from ari_controller.alerts.delivery import DeliveryWorker
+    from ari_controller.alerts.email import send_test_email
 
     config = _load(args.config)
     user = next((u for u in config.users if u.id == args.user), None)
@@ -432,6 +433,12 @@ def cmd_notify_test(args: argparse.Namespace) -> int:
                         "user": {"id": user.id, "name": user.name, "mention": rule.mention},
                     },
                 }
+                if rule.method == "email":
+                    attempt = await send_test_email(config, user.id, payload)
+                    verdict = f"SMTP {attempt.status}" if attempt.ok else attempt.error
+                    print(f"email to {user.email or '(no address)'}: {verdict}")
+                    failed += not attempt.ok
+                    continue
                 attempt = await worker.send_once(rule.destination, payload, message_id, now)
                 verdict = f"HTTP {attempt.status}" if attempt.ok else attempt.error
                 print(f"{rule.method} to {rule.destination}: {verdict} (webhook-id {message_id})")
@@ -505,7 +512,7 @@ def add_alert_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     test = sub.add_parser("notify-test", help="send a person a test notification now")
     test.add_argument("--config", required=True)
     test.add_argument("--user", required=True)
-    test.add_argument("--method", choices=["chat", "webhook"], required=True)
+    test.add_argument("--method", choices=["chat", "webhook", "email"], required=True)
     test.set_defaults(func=cmd_notify_test)
 
 

@@ -11,14 +11,18 @@ import email
 import email.policy
 import json
 import random
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import asyncpg
 import pytest
+import yaml
+from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from ari_controller.alerts.delivery import Attempt, Claim, DeliveryWorker, Sender
@@ -31,6 +35,7 @@ from ari_controller.alerts.email import (
     subject_line,
 )
 from ari_controller.alerts.links import check_link
+from ari_controller.cli import EXIT_FAILED, EXIT_OK, main
 from ari_controller.config import AlertEngineSettings, Config, EmailSettings
 from tests.alert_rows import insert_alert, insert_call
 
@@ -403,3 +408,29 @@ async def test_send_test_email_reaches_the_server() -> None:
         await server.wait_closed()
     assert attempt.ok and attempt.status == 250
     assert inbox.messages[0][0] == ["alice@example.com"]
+
+
+def test_notify_test_sends_a_test_mail(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    inbox = Inbox()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        data = _config(port).model_dump(mode="json", exclude_none=True)
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(data))
+        argv = ["--log-format", "console", "notify-test", "--config", str(path)]
+        assert main([*argv, "--user", "alice", "--method", "email"]) == EXIT_OK
+        assert "email to alice@example.com: SMTP 250" in capsys.readouterr().out
+        [(recipients, message)] = inbox.messages
+        assert recipients == ["alice@example.com"]
+        assert "Alice, this alert is yours." in _text(message)
+    finally:
+        controller.stop()
+    # The server gone: a failure, said so.
+    assert main([*argv, "--user", "alice", "--method", "email"]) == EXIT_FAILED
+    assert "email to alice@example.com: " in capsys.readouterr().out
