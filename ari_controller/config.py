@@ -60,6 +60,9 @@ class AsteriskSettings(_Secretive):
     # Asterisk's http.conf `sessionlimit` (100 unless set) caps every HTTP connection to it,
     # from all ARI clients and websockets together; one beyond it is closed at once.
     max_connections: int = Field(default=32, ge=1, le=1000)
+    # The formats of a channel originated with no caller to copy them from (a notification
+    # call): without them Asterisk may pick one that costs ten times the CPU to play to.
+    formats: str = Field(default="ulaw", pattern=r"^[a-z0-9_]+(,[a-z0-9_]+)*$")
 
 
 class DatabaseSettings(_Secretive):

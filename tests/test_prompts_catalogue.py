@@ -24,6 +24,9 @@ SAMPLE_PARAMS = {
     "digit": "3",
     "accept_key": "1",
     "decline_key": "2",
+    "what": "a voicemail",
+    "caller": "4 9 1 7",
+    "route": "the night shift",
 }
 
 REQUIRED_KEYS = {

@@ -42,12 +42,16 @@ async def stop_escalation(
         now,
         timeout=timeout_s,
     )
+    # A phone call in progress is left to end itself: the person on the line may be the one
+    # acting through it, and the call stops ringing further contacts once the alert is taken.
     cancelled = await conn.fetchval(
         "WITH c AS (UPDATE deliveries SET state = 'cancelled', last_error = 'alert ' || $2"
-        " WHERE alert_id = $1 AND state = 'pending' AND user_id IS NOT NULL RETURNING 1)"
-        " SELECT count(*) FROM c",
+        " WHERE alert_id = $1 AND state = 'pending' AND user_id IS NOT NULL"
+        " AND NOT (destination = 'phone' AND claimed_until IS NOT NULL AND claimed_until > $3)"
+        " RETURNING 1) SELECT count(*) FROM c",
         alert_id,
         status,
+        now,
         timeout=timeout_s,
     )
     return stopped is not None, int(cancelled)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ari_controller.ari.models import AriEvent, Channel
-from ari_controller.calls.ids import RESPONDER_ARG
+from ari_controller.calls.ids import NOTIFICATION_ARG, RESPONDER_ARG
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +48,11 @@ class Arrival:
     def is_responder_leg(self) -> bool:
         """A leg some call placed to a responder, not a caller."""
         return bool(self.args) and self.args[0] == RESPONDER_ARG
+
+    @property
+    def is_notification_leg(self) -> bool:
+        """A call placed to a person about an alert (a notification call), not a caller."""
+        return bool(self.args) and self.args[0] == NOTIFICATION_ARG
 
     @property
     def did(self) -> str:

@@ -11,6 +11,8 @@ import itertools
 
 # The first argument of Stasis() on a responder leg: such a channel is never a new call.
 RESPONDER_ARG = "responder"
+# The first argument of Stasis() on a notification call to a person about an alert.
+NOTIFICATION_ARG = "notification"
 
 _playbacks = itertools.count(1)
 _utterances = itertools.count(1)
@@ -24,6 +26,17 @@ def leg_id(call_id: str, order: int) -> str:
 def responder_app_args(call_id: str) -> str:
     """What a responder leg carries into Stasis(): it belongs to that call."""
     return f"{RESPONDER_ARG},{call_id}"
+
+
+def notification_leg_id(delivery_id: str, attempt: int, order: int) -> str:
+    """A notification call: the n-th contact rung on one attempt of one delivery (a retry
+    gets new ids, so a channel of an earlier attempt still in Asterisk never gives a 409)."""
+    return f"notify-{delivery_id}-a{attempt}-c{order}"
+
+
+def notification_app_args(delivery_id: str) -> str:
+    """What a notification call carries into Stasis(): the delivery it is for."""
+    return f"{NOTIFICATION_ARG},{delivery_id}"
 
 
 def bridge_id(call_id: str) -> str:

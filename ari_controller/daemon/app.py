@@ -28,12 +28,13 @@ from typing import Any
 import asyncpg
 import structlog
 
-from ari_controller.alerts.delivery import DeliveryWorker
+from ari_controller.alerts.delivery import DeliveryWorker, Sender
 from ari_controller.alerts.email import email_senders
 from ari_controller.alerts.engine import AlertEngine
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
 from ari_controller.calls.journal import Clock, utc_now
+from ari_controller.calls.notification import PhoneNotifier
 from ari_controller.config import Config, ConfigError, load_config
 from ari_controller.daemon import systemd
 from ari_controller.daemon.api import api_routes
@@ -223,12 +224,17 @@ class Daemon:
             db.resolved_dsn(), min_size=0, max_size=DB_POOL_SIZE, command_timeout=10
         )
         alert_engine = AlertEngine(db_pool, lambda: self.config, self.clock)
+        # Notification calls: the daemon's own Asterisk rings the people of an alert.
+        phone = PhoneNotifier(ari, router, library, db_pool, lambda: self.config, self.clock)
         deliveries = DeliveryWorker(
             db_pool,
             lambda: self.config.alerts,
             self.clock,
             self.rng,
-            senders=email_senders(db_pool, lambda: self.config, self.clock),
+            senders={
+                "phone": Sender(phone.send, lease_s=phone.lease_s(), background=True),
+                **email_senders(db_pool, lambda: self.config, self.clock),
+            },
         )
         self.running = Running(
             library,

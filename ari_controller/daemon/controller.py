@@ -83,8 +83,8 @@ class Controller:
 
     def arrive(self, arrival: Arrival) -> None:
         """Start what a channel arriving in the application becomes."""
-        if arrival.is_responder_leg:
-            # A responder leg whose call is not ours (a previous run, or already over).
+        if arrival.is_responder_leg or arrival.is_notification_leg:
+            # A leg we placed whose call is not ours (a previous run, or already over).
             self._side(hang_up_orphan_leg(self.ari, arrival.channel_id))
             return
         setup = self.setup  # calls in progress keep the configuration they started with

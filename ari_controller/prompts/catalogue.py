@@ -65,6 +65,20 @@ _EN: dict[str, str] = {
     ),
     "call_taken": "The call was taken by someone else. Goodbye.",
     "connecting_responder": "Connecting you to the caller.",
+    # A person called about an alert (a notification call).
+    "notify_alert": "Alert from {number_name}: {what}.",
+    "notify_missed_call": "a missed call from {caller} for {route}",
+    "notify_voicemail": "a voicemail from {caller} for {route}",
+    "notify_hung_up": "a caller who hung up before anyone answered, {caller}, for {route}",
+    "notify_call": "a call from {caller} for {route}",
+    "notify_unknown_caller": "an unknown number",
+    "notify_keys": "Press 4 to acknowledge, 6 to resolve, 5 to escalate now, 1 to hear this again.",
+    "notify_acknowledged": "Acknowledged. Goodbye.",
+    "notify_resolved": "Resolved. Goodbye.",
+    "notify_escalated": "Escalated. Goodbye.",
+    "notify_already_acknowledged": "This alert is already acknowledged. Goodbye.",
+    "notify_already_resolved": "This alert is already resolved. Goodbye.",
+    "notify_failed": "Sorry, that did not work. Please try again from the web page. Goodbye.",
     # Words inside other sentences.
     "key_star": "star",
     "key_hash": "hash",
@@ -109,6 +123,24 @@ _DE: dict[str, str] = {
     ),
     "call_taken": "Der Anruf wurde bereits von jemand anderem angenommen. Auf Wiederhören.",
     "connecting_responder": "Sie werden jetzt mit dem Anrufer verbunden.",
+    "notify_alert": "Alarm von {number_name}: {what}.",
+    "notify_missed_call": "ein verpasster Anruf von {caller} für {route}",
+    "notify_voicemail": "eine Sprachnachricht von {caller} für {route}",
+    "notify_hung_up": "ein Anrufer, der aufgelegt hat, bevor jemand abnahm, {caller}, für {route}",
+    "notify_call": "ein Anruf von {caller} für {route}",
+    "notify_unknown_caller": "einer unbekannten Nummer",
+    "notify_keys": (
+        "Drücken Sie 4 zum Bestätigen, 6 zum Erledigen, 5 zum sofortigen Eskalieren, "
+        "1 zum erneuten Anhören."
+    ),
+    "notify_acknowledged": "Bestätigt. Auf Wiederhören.",
+    "notify_resolved": "Erledigt. Auf Wiederhören.",
+    "notify_escalated": "Eskaliert. Auf Wiederhören.",
+    "notify_already_acknowledged": "Dieser Alarm ist bereits bestätigt. Auf Wiederhören.",
+    "notify_already_resolved": "Dieser Alarm ist bereits erledigt. Auf Wiederhören.",
+    "notify_failed": (
+        "Das hat leider nicht geklappt. Bitte versuchen Sie es auf der Webseite. Auf Wiederhören."
+    ),
     "key_star": "Stern",
     "key_hash": "Raute",
 }
@@ -152,6 +184,22 @@ _FR: dict[str, str] = {
     ),
     "call_taken": "L'appel a été pris par quelqu'un d'autre. Au revoir.",
     "connecting_responder": "Nous vous mettons en relation avec l'appelant.",
+    "notify_alert": "Alerte de {number_name} : {what}.",
+    "notify_missed_call": "un appel manqué de {caller} pour {route}",
+    "notify_voicemail": "un message vocal de {caller} pour {route}",
+    "notify_hung_up": "un appelant qui a raccroché avant toute réponse, {caller}, pour {route}",
+    "notify_call": "un appel de {caller} pour {route}",
+    "notify_unknown_caller": "un numéro inconnu",
+    "notify_keys": (
+        "Tapez 4 pour prendre en charge, 6 pour résoudre, 5 pour escalader maintenant, "
+        "1 pour réécouter."
+    ),
+    "notify_acknowledged": "Pris en charge. Au revoir.",
+    "notify_resolved": "Résolu. Au revoir.",
+    "notify_escalated": "Escaladé. Au revoir.",
+    "notify_already_acknowledged": "Cette alerte est déjà prise en charge. Au revoir.",
+    "notify_already_resolved": "Cette alerte est déjà résolue. Au revoir.",
+    "notify_failed": "Désolé, cela n'a pas fonctionné. Veuillez réessayer sur le site. Au revoir.",
     "key_star": "étoile",
     "key_hash": "dièse",
 }
@@ -190,6 +238,21 @@ _ES: dict[str, str] = {
     ),
     "call_taken": "Otra persona ha atendido la llamada. Adiós.",
     "connecting_responder": "Le estamos conectando con la persona que llama.",
+    "notify_alert": "Alerta de {number_name}: {what}.",
+    "notify_missed_call": "una llamada perdida de {caller} para {route}",
+    "notify_voicemail": "un mensaje de voz de {caller} para {route}",
+    "notify_hung_up": "una persona que colgó antes de que nadie contestara, {caller}, para {route}",
+    "notify_call": "una llamada de {caller} para {route}",
+    "notify_unknown_caller": "un número desconocido",
+    "notify_keys": (
+        "Pulse 4 para confirmar, 6 para resolver, 5 para escalar ahora, 1 para volver a escuchar."
+    ),
+    "notify_acknowledged": "Confirmado. Adiós.",
+    "notify_resolved": "Resuelto. Adiós.",
+    "notify_escalated": "Escalado. Adiós.",
+    "notify_already_acknowledged": "Esta alerta ya está confirmada. Adiós.",
+    "notify_already_resolved": "Esta alerta ya está resuelta. Adiós.",
+    "notify_failed": "Lo sentimos, no ha funcionado. Inténtelo en la página web. Adiós.",
     "key_star": "asterisco",
     "key_hash": "almohadilla",
 }
