@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from standardwebhooks.webhooks import Webhook
@@ -143,10 +144,17 @@ async def test_an_escalation_goes_on_across_a_daemon_restart_and_notifies_each_r
 
     # The first daemon is gone before rule 2 is due; a new one carries the escalation on.
     assert time.monotonic() - notified_bea < RULE_2_DELAY_S
-    async with running_stack(cfg, database, tmp_path / "two", time_scale=10, sounds_dir=sounds):
+    async with running_stack(
+        cfg, database, tmp_path / "two", time_scale=10, sounds_dir=sounds
+    ) as second:
         await until(lambda: "@kim" in receivers.mentions(), RULE_2_DELAY_S + 5)
         notified_kim = receivers.chat[-1][0]
         await asyncio.sleep(1.0)  # anything sent twice would arrive by now
+        # The attempt is counted in the metrics of the daemon that made it.
+        url = f"http://127.0.0.1:{second.daemon.http_port}/metrics"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            metrics = await response.text()
+        assert 'callrouting_alert_deliveries_total{method="slack",result="sent"} 1.0' in metrics
     assert receivers.mentions() == ["@bea", "@kim"]
     assert RULE_2_DELAY_S - 0.5 <= notified_kim - notified_bea <= RULE_2_DELAY_S + 1.5
     assert len(receivers.hooks) == 1

@@ -235,6 +235,7 @@ class Daemon:
                 "phone": Sender(phone.send, lease_s=phone.lease_s(), background=True),
                 **email_senders(db_pool, lambda: self.config, self.clock),
             },
+            on_attempt=self.metrics.alert_delivery,
         )
         self.running = Running(
             library,
