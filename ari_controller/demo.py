@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ari_controller.config import load_config
+from ari_controller.config import Config, load_config
 from ari_controller.demo_alerts import (
+    CALLED_NUMBER,
+    ON_CALL_PHONE,
     Receivers,
     acknowledge_when_notified,
     print_received,
@@ -198,6 +200,7 @@ async def run_demo(work_dir: Path) -> int:
     receivers = Receivers()
     await receivers.start()
     try:
+        config = with_mail_server(config, receivers.smtp_port)
         with ThrowawayPostgres() as postgres:
             await migrate(postgres.dsn)
             async with running_stack(
@@ -205,6 +208,7 @@ async def run_demo(work_dir: Path) -> int:
             ) as stack:
                 for name, steps in CALLERS.items():
                     stack.sim.register_script(name, steps)
+                stack.sim.register_script("demo_ack4", ON_CALL_PHONE)
                 print(f"Placing {len(SCENARIOS)} calls at once (phones {TIME_SCALE:g}x faster).")
                 api = f"http://127.0.0.1:{stack.daemon.http_port}"
                 acknowledging = asyncio.ensure_future(
@@ -237,6 +241,13 @@ async def run_demo(work_dir: Path) -> int:
         failures += 1
     else:
         print(f"\nAcknowledged through the API: alert {acknowledged} (number 400)")
+    called = next((a for a in alerts if a["number_did"] == CALLED_NUMBER), None)
+    if called is None or called["acknowledged_by"] != "olga-oncall":
+        print("\n   UNEXPECTED: the after-hours voicemail was not acknowledged on Olga's phone")
+        failures += 1
+    else:
+        print("Acknowledged by key 4 on a notification call: the after-hours voicemail (200),")
+        print("   by olga-oncall, who also got a mail with the message attached")
     for problem in print_received(receivers):
         print(f"   UNEXPECTED: {problem}")
         failures += 1
@@ -247,6 +258,15 @@ async def run_demo(work_dir: Path) -> int:
     verdict = "every call ended as expected" if not failures else f"{failures} problem(s)"
     print(f"\nDemo finished in {seconds:.0f} s: {verdict}. Everything it started is stopped.")
     return 0 if not failures else 1
+
+
+def with_mail_server(config: Config, port: int) -> Config:
+    """The demo configuration's alert mails go to the demo's own SMTP server."""
+    mail = config.alerts.email
+    if mail is None:
+        return config
+    alerts = config.alerts.model_copy(update={"email": mail.model_copy(update={"port": port})})
+    return config.model_copy(update={"alerts": alerts})
 
 
 async def place_all(stack: Stack) -> list[str]:

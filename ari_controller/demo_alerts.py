@@ -1,5 +1,6 @@
-"""The alert half of `make demo`: a chat receiver and a webhook receiver on loopback, one
-alert acknowledged through the API, and what each receiver got.
+"""The alert half of `make demo`: a chat receiver, a webhook receiver and an SMTP server on
+loopback, one alert acknowledged through the API, one by key on a notification call, and what
+each receiver got.
 
 The demo configuration sends its alert events to `DEMO_CHAT_URL` (Slack-shaped chat) and
 `DEMO_WEBHOOK_URL` (signed per Standard Webhooks with `DEMO_WEBHOOK_SECRET`); this module
@@ -11,16 +12,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime as dt
+import email
+import email.policy
 import json
 import os
 import secrets
+import socket
 import time
 from dataclasses import dataclass, field
+from email.message import EmailMessage
 from typing import Any
 
 import aiohttp
 import asyncpg
 from aiohttp import web
+from aiosmtpd.controller import Controller as SmtpController
 
 from ari_controller.alerts.signing import sign
 from ari_controller.alerts.tokens import create_token
@@ -30,6 +36,32 @@ from ari_controller.alerts.tokens import create_token
 ACKNOWLEDGED_NUMBER = "400"
 # The night desk's alert nobody acknowledges: it reaches its second rule.
 ESCALATING_NUMBER = "300"
+# The after-hours voicemail: Olga gets a mail, and a call on which her phone presses 4.
+CALLED_NUMBER = "200"
+ON_CALL_PHONE: list[Any] = [
+    {"ring": {}},
+    {"wait": 1},
+    {"answer": {}},
+    {"wait": 4},
+    {"dtmf": "4"},
+    {"wait": 60},
+    {"hangup": {}},
+]
+
+
+class Inbox:
+    """What the demo's SMTP server took (an aiosmtpd handler)."""
+
+    def __init__(self) -> None:
+        self.messages: list[EmailMessage] = []
+
+    async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:
+        message = email.message_from_bytes(
+            envelope.original_content or b"", policy=email.policy.default
+        )
+        if isinstance(message, EmailMessage):
+            self.messages.append(message)
+        return "250 OK"
 
 
 @dataclass
@@ -47,7 +79,10 @@ class Receivers:
         default_factory=lambda: "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
     )
     got: list[Received] = field(default_factory=list)
+    inbox: Inbox = field(default_factory=Inbox)
+    smtp_port: int = 0
     _runner: web.AppRunner | None = None
+    _smtp: Any = None
 
     async def start(self) -> None:
         app = web.Application()
@@ -59,11 +94,19 @@ class Receivers:
         os.environ["DEMO_CHAT_URL"] = f"http://127.0.0.1:{port}/chat"
         os.environ["DEMO_WEBHOOK_URL"] = f"http://127.0.0.1:{port}/hook"
         os.environ["DEMO_WEBHOOK_SECRET"] = self.secret
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.smtp_port = probe.getsockname()[1]
+        self._smtp = SmtpController(self.inbox, hostname="127.0.0.1", port=self.smtp_port)
+        await asyncio.to_thread(self._smtp.start)
 
     async def stop(self) -> None:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._smtp is not None:
+            await asyncio.to_thread(self._smtp.stop)
+            self._smtp = None
 
     async def _take(self, request: web.Request) -> web.Response:
         raw = await request.read()
@@ -137,7 +180,15 @@ async def wait_deliveries_done(dsn: str, receivers: Receivers, deadline_s: float
             pending = await conn.fetchval(
                 "SELECT count(*) FROM deliveries WHERE state = 'pending' AND due_at <= now()"
             )
-            if not pending and ("@kim", ESCALATING_NUMBER) in receivers.chat_mentions():
+            called = await conn.fetchval(
+                "SELECT acknowledged_by FROM alerts WHERE number_did = $1", CALLED_NUMBER
+            )
+            if (
+                not pending
+                and ("@kim", ESCALATING_NUMBER) in receivers.chat_mentions()
+                and called is not None
+                and receivers.inbox.messages
+            ):
                 return
             await asyncio.sleep(0.2)
     finally:
@@ -159,9 +210,16 @@ def print_received(receivers: Receivers) -> list[str]:
                 f"   {item.body.get('type'):<20} number {alert.get('number')}"
                 f"  status {alert.get('status')}  {verdict}"
             )
+    print("\nWhat the SMTP server got:")
+    for message in receivers.inbox.messages:
+        attached = [part.get_filename() or "?" for part in message.iter_attachments()]
+        print(f"   to {message['To']}: {message['Subject']}")
+        print(f"      attached: {', '.join(attached) or 'nothing'}")
     problems = [
         f"bad signature on {i.body.get('type')}" for i in receivers.got if i.signature_ok is False
     ]
+    if not any(list(m.iter_attachments()) for m in receivers.inbox.messages):
+        problems.append("no mail with the voicemail attached reached the SMTP server")
     mentions = receivers.chat_mentions()
     if ("@kim", ESCALATING_NUMBER) not in mentions:
         problems.append("the night desk's alert never reached its second rule (Kim)")

@@ -25,6 +25,11 @@ async def test_demo_runs_every_path(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "[300] @kim: A missed call for the night shift" in out
     assert "[400] @kim" not in out
     assert "signature ok" in out and "BAD SIGNATURE" not in out
+    # ... and the after-hours voicemail: a mail with the message attached, and a notification
+    # call on which Olga's phone pressed 4.
+    assert "Acknowledged by key 4 on a notification call" in out
+    assert "to olga@example.com: [Acme After Hours] Voicemail" in out
+    assert "attached: voicemail-" in out
 
 
 def test_an_unexpected_ending_is_reported() -> None:
