@@ -38,6 +38,9 @@ PARAMS = {
     "digit": "1",
     "accept_key": "1",
     "decline_key": "2",
+    "what": "a voicemail",
+    "caller": "4 9 1 7",
+    "route": "the night shift",
 }
 
 
