@@ -15,7 +15,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 from ari_controller.oncall.models import EscalationPolicy, NotifyMethod, User
-from ari_controller.oncall.plan import Directory
+from ari_controller.oncall.plan import Directory, on_rule
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,19 +53,8 @@ def people_on_rule(
     if at.tzinfo is None:
         raise ValueError("the moment must carry a time zone")
     chosen: dict[str, User] = {}
-    spec = policy.rules[rule]
-    for user_id in spec.users:
-        user = directory.users.get(user_id)
-        if user is not None:
-            chosen.setdefault(user_id, user)
-    for schedule_id in spec.schedules:
-        schedule = directory.schedules.get(schedule_id)
-        if schedule is None:
-            continue
-        for user_id in schedule.on_call(at):
-            user = directory.users.get(user_id)
-            if user is not None:
-                chosen.setdefault(user_id, user)
+    for user, _schedule in on_rule(policy.rules[rule], at, directory):
+        chosen.setdefault(user.id, user)
     return list(chosen.values())
 
 

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 from ari_controller.oncall.ical import read_calendar
-from ari_controller.oncall.models import EscalationPolicy, Schedule, User
+from ari_controller.oncall.models import EscalationPolicy, Rule, Schedule, User
 from ari_controller.oncall.schedules import OnCallSchedule
 
 
@@ -86,6 +86,26 @@ def _responder(user: User, rule: int, schedule: OnCallSchedule | None) -> Respon
     )
 
 
+def on_rule(
+    rule: Rule, at: dt.datetime, directory: Directory
+) -> Iterator[tuple[User, OnCallSchedule | None]]:
+    """Everyone a rule names at `at`, in order: its users, then whoever is on call in its
+    schedules, each with the schedule that put them there (None: named directly). A person
+    may come more than once; unknown people and schedules are skipped."""
+    for user_id in rule.users:
+        user = directory.users.get(user_id)
+        if user is not None:
+            yield user, None
+    for schedule_id in rule.schedules:
+        schedule = directory.schedules.get(schedule_id)
+        if schedule is None:
+            continue
+        for user_id in schedule.on_call(at):
+            user = directory.users.get(user_id)
+            if user is not None:
+                yield user, schedule
+
+
 def plan(
     policy: EscalationPolicy,
     at: dt.datetime,
@@ -99,18 +119,9 @@ def plan(
     responders: list[Responder] = []
     for number, rule in enumerate(policy.rules):
         candidates: dict[str, Responder] = {}
-        for user_id in rule.users:
-            user = directory.users.get(user_id)
-            if user is not None and user_id not in planned and user_id not in candidates:
-                candidates[user_id] = _responder(user, number, None)
-        for schedule_id in rule.schedules:
-            schedule = directory.schedules.get(schedule_id)
-            if schedule is None:
-                continue
-            for user_id in schedule.on_call(at):
-                user = directory.users.get(user_id)
-                if user is not None and user_id not in planned and user_id not in candidates:
-                    candidates[user_id] = _responder(user, number, schedule)
+        for user, schedule in on_rule(rule, at, directory):
+            if user.id not in planned and user.id not in candidates:
+                candidates[user.id] = _responder(user, number, schedule)
         if not candidates:
             continue
         pool = list(candidates.values())
