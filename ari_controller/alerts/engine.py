@@ -105,10 +105,11 @@ class AlertEngine:
                 await self._expand(
                     conn, row["alert_id"], row["kind"], extra, row["created_at"], now
                 )
+            if rows:
                 await conn.execute(
                     "UPDATE notification_outbox SET sent_at = $2, attempts = attempts + 1"
-                    " WHERE id = $1",
-                    row["id"],
+                    " WHERE id = ANY($1::bigint[])",
+                    [row["id"] for row in rows],
                     now,
                 )
             return len(rows)
@@ -123,24 +124,25 @@ class AlertEngine:
         now: dt.datetime,
     ) -> None:
         config = self.config()
-        alert = await alert_snapshot(conn, alert_id, config.alerts.public_base_url)
-        if alert is None:
-            return
-        details = {k: extra[k] for k in ("reason", "escalation", "by") if k in extra}
-        number = config.number(alert["number"])
-        for action in number.alerts.actions if number is not None else []:
-            if event in action.events:
-                await self._deliver(
-                    conn,
-                    alert_id,
-                    event,
-                    action.destination,
-                    None,
-                    _payload(event, at, alert, **details),
-                    now,
-                )
+        did = extra.get("number")
+        if did is None:  # events from an older daemon may not say
+            did = await conn.fetchval("SELECT number_did FROM alerts WHERE id = $1", alert_id)
+        number = config.number(str(did))
+        targets = [
+            action.destination
+            for action in (number.alerts.actions if number is not None else [])
+            if event in action.events
+        ]
+        # Most events go to no destination: the alert is read only for those that do.
+        if targets:
+            alert = await alert_snapshot(conn, alert_id, config.alerts.public_base_url)
+            if alert is not None:
+                details = {k: extra[k] for k in ("reason", "escalation", "by") if k in extra}
+                payload = _payload(event, at, alert, **details)
+                for destination in targets:
+                    await self._deliver(conn, alert_id, event, destination, None, payload, now)
         if event == "alert.escalated":
-            await self._start_escalation(conn, alert_id, alert, extra, now)
+            await self._start_escalation(conn, alert_id, extra, now)
         elif event in ("alert.acknowledged", "alert.resolved"):
             await self._stop_escalation(conn, alert_id, event, now)
 
@@ -171,10 +173,12 @@ class AlertEngine:
         self,
         conn: asyncpg.Connection,
         alert_id: uuid.UUID,
-        alert: dict[str, Any],
         extra: dict[str, Any],
         now: dt.datetime,
     ) -> None:
+        alert = await conn.fetchrow("SELECT status, policy_id FROM alerts WHERE id = $1", alert_id)
+        if alert is None:
+            return
         if alert["status"] != "open":
             await log_alert(
                 conn, alert_id, now, "escalation_not_started", {"status": alert["status"]}
