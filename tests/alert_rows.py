@@ -3,6 +3,7 @@ an alert, its call with legs and timeline, a voicemail, an escalation timer, del
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -127,3 +128,18 @@ async def insert_delivery(
         T0 if state == "sent" else None,
     )
     return delivery_id
+
+
+class ManualClock:
+    """Starts at the real time (receivers check webhook-timestamp against it), moves only
+    when told."""
+
+    def __init__(self) -> None:
+        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> dt.datetime:
+        self.now += dt.timedelta(seconds=seconds)
+        return self.now

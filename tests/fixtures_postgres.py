@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 from urllib.parse import urlsplit, urlunsplit
@@ -85,3 +85,13 @@ def database(postgres_dsn: str) -> Iterator[str]:
         yield dsn
     finally:
         run_async(lambda: drop_database(postgres_dsn, name))
+
+
+@pytest.fixture
+async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the test's database, enough connections for a few workers at once."""
+    opened = await asyncpg.create_pool(database, min_size=1, max_size=8)
+    try:
+        yield opened
+    finally:
+        await opened.close()

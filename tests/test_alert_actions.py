@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -23,15 +22,6 @@ from ari_controller.alerts.actions import (
 from tests.alert_rows import T0, insert_alert, insert_delivery, insert_escalation
 
 NOW = T0 + timedelta(minutes=10)
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=8)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def outbox(conn: Any, alert_id: uuid.UUID) -> list[tuple[str, dict[str, Any]]]:

@@ -37,6 +37,7 @@ from ari_controller.alerts.delivery import (
 )
 from ari_controller.alerts.messages import TEAMS_CARD_CONTENT_TYPE
 from ari_controller.config import AlertEngineSettings, AlertsSettings, Destination
+from tests.alert_rows import ManualClock
 
 WHSEC = "whsec_" + base64.b64encode(b"delivery-test-secret-32-bytes!!!").decode()
 ENGINE = AlertEngineSettings(
@@ -142,30 +143,6 @@ class Receiver:
             await self._runner.cleanup()
 
 
-class Clock:
-    """Starts at the real time (receivers check webhook-timestamp against it), moves only
-    when told."""
-
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> dt.datetime:
-        self.now += dt.timedelta(seconds=seconds)
-        return self.now
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(database, min_size=1, max_size=6)
-    try:
-        yield p
-    finally:
-        await p.close()
-
-
 @pytest.fixture
 async def receivers() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
     started: list[Receiver] = []
@@ -181,12 +158,12 @@ async def receivers() -> AsyncIterator[Callable[..., Awaitable[Receiver]]]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture
-async def alert_id(pool: asyncpg.Pool, clock: Clock) -> uuid.UUID:
+async def alert_id(pool: asyncpg.Pool, clock: ManualClock) -> uuid.UUID:
     alert = uuid.uuid4()
     await pool.execute(
         "INSERT INTO alerts (id, number_did, number_name, route, caller_id, created_at)"
@@ -272,7 +249,7 @@ def _secret(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 async def worker_for(
-    pool: asyncpg.Pool, clock: Clock
+    pool: asyncpg.Pool, clock: ManualClock
 ) -> AsyncIterator[Callable[[AlertsSettings], DeliveryWorker]]:
     workers: list[DeliveryWorker] = []
 
@@ -294,7 +271,11 @@ MakeWorker = Callable[[AlertsSettings], DeliveryWorker]
 
 
 async def test_a_webhook_is_sent_once_signed_with_the_payload_and_logged(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers()
     worker = worker_for(_settings(_hook(receiver.url)))
@@ -329,7 +310,7 @@ async def test_a_webhook_is_sent_once_signed_with_the_payload_and_logged(
 async def test_a_plain_string_secret_signs_with_its_bytes(
     pool: asyncpg.Pool,
     alert_id: uuid.UUID,
-    clock: Clock,
+    clock: ManualClock,
     receivers: Start,
     worker_for: MakeWorker,
     monkeypatch: pytest.MonkeyPatch,
@@ -344,7 +325,11 @@ async def test_a_plain_string_secret_signs_with_its_bytes(
 
 
 async def test_chat_destinations_get_their_own_format_unsigned(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     slack, teams, mattermost = await receivers(), await receivers(), await receivers()
     worker = worker_for(
@@ -369,7 +354,11 @@ async def test_chat_destinations_get_their_own_format_unsigned(
 
 
 async def test_500_then_200_is_retried_after_backoff_with_the_same_webhook_id(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers(Reply(500))
     worker = worker_for(_settings(_hook(receiver.url)))
@@ -393,7 +382,11 @@ async def test_500_then_200_is_retried_after_backoff_with_the_same_webhook_id(
 
 
 async def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers(Reply(delay_s=2.0))
     worker = worker_for(_settings(_hook(receiver.url, timeout_s=0.3)))
@@ -418,7 +411,11 @@ async def test_a_receiver_that_does_not_answer_in_time_is_a_failed_attempt(
 
 
 async def test_a_receiver_that_refuses_connections_is_a_failed_attempt(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers()
     url = receiver.url
@@ -436,7 +433,7 @@ async def test_retry_after_in_seconds_is_honoured(
     status: int,
     pool: asyncpg.Pool,
     alert_id: uuid.UUID,
-    clock: Clock,
+    clock: ManualClock,
     receivers: Start,
     worker_for: MakeWorker,
 ) -> None:
@@ -456,7 +453,11 @@ async def test_retry_after_in_seconds_is_honoured(
 
 
 async def test_retry_after_as_an_http_date_is_honoured(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     when = email.utils.format_datetime(clock() + dt.timedelta(seconds=120), usegmt=True)
     receiver = await receivers(Reply(429, {"Retry-After": when}))
@@ -468,7 +469,11 @@ async def test_retry_after_as_an_http_date_is_honoured(
 
 
 async def test_410_disables_the_destination_until_it_is_enabled(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     gone = await receivers(Reply(410))
     other = await receivers()
@@ -505,7 +510,11 @@ async def test_410_disables_the_destination_until_it_is_enabled(
 
 
 async def test_dead_after_max_attempts_and_retry_sends_it_again(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers(Reply(500), Reply(502), Reply(500))
     worker = worker_for(_settings(_hook(receiver.url)))  # max_attempts 3
@@ -544,7 +553,11 @@ async def test_dead_after_max_attempts_and_retry_sends_it_again(
 
 
 async def test_a_claim_whose_worker_died_is_sent_once_after_the_lease(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers()
     settings = _settings(_hook(receiver.url))  # lease 5 s
@@ -564,7 +577,11 @@ async def test_a_claim_whose_worker_died_is_sent_once_after_the_lease(
 
 
 async def test_a_worker_killed_during_its_send_is_retried_with_the_same_webhook_id(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers()
     gate = receiver.gate = asyncio.Event()  # the first request hangs until the worker is killed
@@ -590,7 +607,11 @@ async def test_a_worker_killed_during_its_send_is_retried_with_the_same_webhook_
 
 
 async def test_two_workers_at_once_send_every_delivery_exactly_once(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers(default=Reply(delay_s=0.05))
     settings = _settings(_hook(receiver.url, rate_per_minute=1000))
@@ -604,7 +625,11 @@ async def test_two_workers_at_once_send_every_delivery_exactly_once(
 
 
 async def test_the_rate_limit_holds_back_the_excess_for_a_later_round(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     limited, free = await receivers(), await receivers()
     worker = worker_for(
@@ -626,7 +651,11 @@ async def test_the_rate_limit_holds_back_the_excess_for_a_later_round(
 
 
 async def test_cancelled_deliveries_are_never_sent(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers()
     worker = worker_for(_settings(_hook(receiver.url)))
@@ -644,7 +673,11 @@ async def test_cancelled_deliveries_are_never_sent(
 
 
 async def test_deliveries_not_yet_due_wait(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start, worker_for: MakeWorker
+    pool: asyncpg.Pool,
+    alert_id: uuid.UUID,
+    clock: ManualClock,
+    receivers: Start,
+    worker_for: MakeWorker,
 ) -> None:
     receiver = await receivers()
     worker = worker_for(_settings(_hook(receiver.url)))
@@ -685,7 +718,7 @@ async def test_an_unusable_destination_makes_the_delivery_dead_with_a_clear_erro
     error: str,
     pool: asyncpg.Pool,
     alert_id: uuid.UUID,
-    clock: Clock,
+    clock: ManualClock,
     worker_for: MakeWorker,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -702,7 +735,7 @@ async def test_an_unusable_destination_makes_the_delivery_dead_with_a_clear_erro
 
 
 async def test_list_deliveries_filters_and_rejects_unknown_states(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock
+    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: ManualClock
 ) -> None:
     for state in ("pending", "cancelled", "pending"):
         await _delivery(pool, alert_id, "hook", clock(), state=state)
@@ -746,7 +779,7 @@ async def test_run_delivers_on_its_own_every_poll_interval(
 
 
 async def test_a_settings_callable_is_read_every_round(
-    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: Clock, receivers: Start
+    pool: asyncpg.Pool, alert_id: uuid.UUID, clock: ManualClock, receivers: Start
 ) -> None:
     old, new = await receivers(), await receivers()
     current = {"settings": _settings(_hook(old.url))}

@@ -13,7 +13,6 @@ import json
 import random
 import socket
 import uuid
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from ari_controller.alerts.email import (
 from ari_controller.alerts.links import check_link
 from ari_controller.cli import EXIT_FAILED, EXIT_OK, main
 from ari_controller.config import AlertEngineSettings, Config, EmailSettings
-from tests.alert_rows import insert_alert, insert_call
+from tests.alert_rows import ManualClock, insert_alert, insert_call
 
 WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(range(64))
 LINK_SECRET = "a-link-secret"
@@ -166,27 +165,6 @@ class Dropper:
         writer.close()
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> dt.datetime:
-        self.now += dt.timedelta(seconds=seconds)
-        return self.now
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    p = await asyncpg.create_pool(database, min_size=1, max_size=6)
-    try:
-        yield p
-    finally:
-        await p.close()
-
-
 def _config(
     port: int, *, links: bool = True, email_address: str | None = "alice@example.com"
 ) -> Config:
@@ -240,7 +218,7 @@ async def _email_delivery(pool: asyncpg.Pool, alert_id: uuid.UUID, due: dt.datet
     return delivery
 
 
-def _worker(pool: asyncpg.Pool, config: Config, clock: Clock) -> DeliveryWorker:
+def _worker(pool: asyncpg.Pool, config: Config, clock: ManualClock) -> DeliveryWorker:
     sender = EmailSender(pool, lambda: config, clock)
     assert config.alerts.email is not None
     return DeliveryWorker(
@@ -260,7 +238,7 @@ def _link_secret(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_a_real_smtp_server_receives_the_mail_with_its_wav_and_signed_links(
     pool: asyncpg.Pool,
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     inbox = Inbox()
     server, port = await _smtp_server(inbox)
     async with pool.acquire() as conn:
@@ -319,7 +297,7 @@ async def test_a_real_smtp_server_receives_the_mail_with_its_wav_and_signed_link
 
 
 async def test_without_a_public_base_url_the_mail_names_the_commands(pool: asyncpg.Pool) -> None:
-    clock = Clock()
+    clock = ManualClock()
     inbox = Inbox()
     server, port = await _smtp_server(inbox)
     async with pool.acquire() as conn:
@@ -341,7 +319,7 @@ async def test_without_a_public_base_url_the_mail_names_the_commands(pool: async
 async def test_a_refusing_or_dropping_server_is_retried_then_dead(
     pool: asyncpg.Pool, kind: str
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     inbox = Inbox(refuse="554 5.7.1 no thanks")
     dropper = Dropper()
     if kind == "refusing":
@@ -379,7 +357,7 @@ async def test_a_refusing_or_dropping_server_is_retried_then_dead(
 async def test_a_person_without_an_address_or_no_smtp_server_is_a_clear_error(
     pool: asyncpg.Pool,
 ) -> None:
-    clock = Clock()
+    clock = ManualClock()
     async with pool.acquire() as conn:
         alert_id = await insert_alert(conn, created_at=clock())
     delivery = await _email_delivery(pool, alert_id, clock())

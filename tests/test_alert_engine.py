@@ -7,11 +7,9 @@ import asyncio
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 
 from ari_controller.alerts.engine import AlertEngine
 from ari_controller.config import Config, parse_config
@@ -72,15 +70,6 @@ def config(**policy: Any) -> Config:
             },
         }
     )
-
-
-@pytest.fixture
-async def pool(database: str) -> AsyncIterator[asyncpg.Pool]:
-    pool = await asyncpg.create_pool(database, min_size=1, max_size=4)
-    try:
-        yield pool
-    finally:
-        await pool.close()
 
 
 async def new_alert(pool: asyncpg.Pool, *events: tuple[str, dict[str, Any]]) -> uuid.UUID:
