@@ -98,19 +98,9 @@ async def acknowledge(
             return _unchanged(alert, "acknowledge", Outcome.ALREADY, "already acknowledged")
         if status == "resolved":
             return _unchanged(alert, "acknowledge", Outcome.REFUSED, "the alert is resolved")
-        await conn.execute(
-            "UPDATE alerts SET status = 'acknowledged', acknowledged_by = $2,"
-            " acknowledged_at = $3 WHERE id = $1",
-            alert_id,
-            by,
-            now,
-            timeout=timeout_s,
+        alert, stopped, cancelled = await _close(
+            conn, alert, "acknowledged", by, via, now, timeout_s
         )
-        alert = {**alert, "status": "acknowledged", "acknowledged_by": by}
-        stopped, cancelled = await stop_escalation(
-            conn, alert_id, "acknowledged", now, timeout_s=timeout_s
-        )
-        await _record(conn, alert, "acknowledged", by, via, now, timeout_s)
     return _changed(alert, "acknowledge", stopped, cancelled)
 
 
@@ -130,19 +120,7 @@ async def resolve(
         alert = await _lock(conn, alert_id, timeout_s)
         if alert["status"] == "resolved":
             return _unchanged(alert, "resolve", Outcome.ALREADY, "already resolved")
-        await conn.execute(
-            "UPDATE alerts SET status = 'resolved', resolved_by = $2, resolved_at = $3"
-            " WHERE id = $1",
-            alert_id,
-            by,
-            now,
-            timeout=timeout_s,
-        )
-        alert = {**alert, "status": "resolved", "resolved_by": by}
-        stopped, cancelled = await stop_escalation(
-            conn, alert_id, "resolved", now, timeout_s=timeout_s
-        )
-        await _record(conn, alert, "resolved", by, via, now, timeout_s)
+        alert, stopped, cancelled = await _close(conn, alert, "resolved", by, via, now, timeout_s)
     return _changed(alert, "resolve", stopped, cancelled)
 
 
@@ -191,6 +169,33 @@ async def _lock(conn: Any, alert_id: uuid.UUID, timeout_s: float) -> dict[str, A
     if row is None:
         raise UnknownAlertError(alert_id)
     return dict(row)
+
+
+async def _close(
+    conn: Any,
+    alert: dict[str, Any],
+    status: Literal["acknowledged", "resolved"],
+    by: str,
+    via: str,
+    now: dt.datetime,
+    timeout_s: float,
+) -> tuple[dict[str, Any], bool, int]:
+    """Someone has the alert (or it is over): its new status, its escalation stopped, its
+    unsent personal messages cancelled, the change recorded. The locked alert as it is now,
+    whether an escalation was stopped, how many messages were cancelled."""
+    # The column names come from the literal status, never from the caller's text.
+    await conn.execute(
+        f"UPDATE alerts SET status = $2, {status}_by = $3, {status}_at = $4 WHERE id = $1",
+        alert["id"],
+        status,
+        by,
+        now,
+        timeout=timeout_s,
+    )
+    alert = {**alert, "status": status, f"{status}_by": by}
+    stopped, cancelled = await stop_escalation(conn, alert["id"], status, now, timeout_s=timeout_s)
+    await _record(conn, alert, status, by, via, now, timeout_s)
+    return alert, stopped, cancelled
 
 
 async def _record(
