@@ -181,8 +181,7 @@ class LocalCall:
         if self.kind == "originate":
             assert self.app is not None
             if not ast.hub.is_connected(self.app):
-                # Stasis() fails without a websocket: the leg hangs up.
-                self._phone_hangup(16)
+                self._stasis_failed()
                 return
             ast.enter_stasis(self.one, self.app, self.app_args, announce=True)
         ast.set_state(self.two, "Up")
@@ -280,6 +279,24 @@ class LocalCall:
             self._destroy_two(cause)
         self._end_one(cause)
         ast.destroy(two, cause)
+
+    def _stasis_failed(self) -> None:
+        """Answered while the app has no websocket: Stasis() fails ("Stasis app '...' not
+        active") and both halves go with cause 0 (controller_gone_ringing_legs; the events
+        reach no one, since the app is not connected)."""
+        ast = self.asterisk
+        one, two = self.one, self.two
+        assert self.app is not None
+        one.app_name, one.app_data = "Stasis", ",".join([self.app, *self.app_args])
+        ast.varset(one, "STASISSTATUS", "")
+        ast.varset(one, "STASISSTATUS", "FAILED")
+        self.stop_tasks()
+        ast.set_state(two, "Up")
+        ast.hangup_request(two, 0, soft=False)
+        self._base_dialplan()
+        ast.destroy(one, 0)
+        ast.hangup_request(two, 16, soft=True)
+        ast.destroy(two, 0)
 
     def _end_one(self, cause: int) -> None:
         """`;1` leaves the app (if there) and is destroyed."""

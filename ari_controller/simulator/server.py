@@ -125,6 +125,7 @@ class Simulator:
     async def drop_websockets(self) -> None:
         for connection in self.hub.drop_all():
             await connection.close_now()
+        self.asterisk.cleanup_apps()
 
     async def restart(self, downtime: float = 1.0) -> None:
         """Asterisk restarts: every call and websocket is gone; ARI answers 503 for
@@ -312,6 +313,7 @@ class AriRoutes:
         )
         hub = self.sim.hub
         old = hub.attach(connection)
+        self.ast.register_app(app)
         if old is not None:
             stamp = self.sim.clock.timestamp()
             replaced = event("ApplicationReplaced", app, stamp)
@@ -324,6 +326,8 @@ class AriRoutes:
         finally:
             hub.detach(connection)
             connection.abort()
+            # The app stays registered, inactive, while it is subscribed to something.
+            self.ast.cleanup_apps()
         return ws
 
     # --- channels ------------------------------------------------------------------------
@@ -595,11 +599,12 @@ class AriRoutes:
         }
 
     async def list_applications(self, request: web.Request) -> web.Response:
-        return web.json_response([self._application(a) for a in self.sim.hub.apps()])
+        apps = sorted(self.ast.registered_apps)
+        return web.json_response([self._application(a) for a in apps])
 
     async def get_application(self, request: web.Request) -> web.Response:
         app = request.match_info["app"]
-        if not self.sim.hub.is_connected(app):
+        if not self.ast.is_registered(app):
             raise AriError(404, "Application not found")
         return web.json_response(self._application(app))
 

@@ -69,6 +69,10 @@ class Asterisk:
         self._unique = 1
         self._local_serial = 0
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Asterisk's registry of Stasis applications (res_stasis.c apps_registry). An app
+        # whose websocket is gone stays registered, inactive, while it is subscribed to
+        # something; it is dropped at the next clean-up point once it is not.
+        self.registered_apps: set[str] = set()
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -150,6 +154,30 @@ class Asterisk:
         Local channel it originated, a `/channels/create` originator; not necessarily in
         Stasis (`GET /applications/{app}` lists them all)."""
         return [c for c in self.channels.values() if c.alive and app in c.apps]
+
+    # --- the application registry ------------------------------------------------------
+
+    def register_app(self, app: str) -> None:
+        """A websocket connected for `app` (a new one, or one that replaces another)."""
+        self.registered_apps.add(app)
+        self.cleanup_apps()
+
+    def is_registered(self, app: str) -> bool:
+        """Whether `GET /applications/{app}` finds the app: connected, or not connected
+        but still subscribed to channels or bridges (the events in between are lost)."""
+        return app in self.registered_apps
+
+    def cleanup_apps(self) -> None:
+        """Drop the apps that have no websocket and no subscription any more. Asterisk
+        does this when a websocket connects or goes and when a channel leaves Stasis
+        (res_stasis.c cleanup()), not the moment an app's last channel is destroyed."""
+        for app in list(self.registered_apps):
+            if self.hub.is_connected(app):
+                continue
+            channels = any(c.alive and app in c.apps for c in self.channels.values())
+            bridges = any(b.subscribed for b in self.bridges.values())
+            if not channels and not bridges:
+                self.registered_apps.discard(app)
 
     def stasis_channel(self, channel_id: str) -> Channel:
         channel = self.channel(channel_id)
@@ -246,6 +274,7 @@ class Asterisk:
             self.varset(channel, "STASISSTATUS", "SUCCESS")
         else:
             channel.apps.discard(app)
+        self.cleanup_apps()
 
     # --- media on channels ---------------------------------------------------------------
 
