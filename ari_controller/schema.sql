@@ -228,3 +228,17 @@ CREATE TABLE api_tokens (
     revoked_at   timestamptz,
     last_used_at timestamptz
 );
+
+-- migration: 0003 calls a restarted controller picks up again
+
+-- The Stasis application that ran the call: a controller that restarts (or takes over) picks
+-- up the unfinished calls of its own application, and only those.
+ALTER TABLE calls ADD COLUMN app text;
+CREATE INDEX calls_unfinished_idx ON calls (app) WHERE ended_at IS NULL;
+
+-- A leg that ended while no controller was watching it (the controller was restarting):
+-- Asterisk no longer has it, and nobody heard how it ended.
+ALTER TABLE call_legs DROP CONSTRAINT call_legs_outcome_check;
+ALTER TABLE call_legs ADD CONSTRAINT call_legs_outcome_check
+    CHECK (outcome IN ('accepted', 'busy', 'no_answer', 'declined', 'failed',
+                       'taken_by_other', 'abandoned', 'cancelled', 'unobserved'));

@@ -111,7 +111,7 @@ class DaemonProcess:
         self._reader = asyncio.get_running_loop().create_task(self._read())
         started = await self.wait_log("daemon_started", timeout=20)
         self.http_port = int(started["http_port"])
-        await self.wait_log("ari_events_connected", timeout=5)
+        await self.wait_log("calls_picked_up", timeout=10)
 
     async def _read(self) -> None:
         assert self.proc is not None and self.proc.stderr is not None

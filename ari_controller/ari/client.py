@@ -565,6 +565,10 @@ class AriClient:
         """Stop a live recording and keep it; False when it had already ended."""
         return await self._request_done_if_gone("POST", f"/recordings/live/{_seg(name)}/stop")
 
+    async def get_live_recording(self, name: str) -> LiveRecording:
+        """A recording in progress (404 once it has ended: it is then a stored one)."""
+        return LiveRecording.from_json(await self._get(f"/recordings/live/{_seg(name)}"))
+
     async def get_stored_recording(self, name: str) -> StoredRecording:
         data = await self._get(f"/recordings/stored/{_seg(name)}")
         return StoredRecording.from_json(data)

@@ -167,6 +167,10 @@ class LiveRecording:
     silence_duration: int | None = None
     cause: str = ""  # why it failed ("Cannot record channel while in bridge")
 
+    @property
+    def going_on(self) -> bool:
+        return self.state in ("queued", "recording", "paused")
+
     @classmethod
     def from_json(cls, data: JsonObject) -> LiveRecording:
         return cls(

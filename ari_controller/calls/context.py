@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -29,6 +29,12 @@ class Prompts(Protocol):
 
 
 Planner = Callable[[str, dt.datetime, random.Random], CallPlan]
+Durable = Callable[[], Awaitable[object]]
+"""Until the call's records so far would outlive the controller (bounded: see the store)."""
+
+
+async def not_kept() -> None:
+    """No store behind the call (tests, previews): nothing to wait for."""
 
 
 @dataclass
@@ -50,6 +56,9 @@ class CallContext:
     planner: Planner
     clock: Clock
     rng: random.Random
+    # Awaited before acting on a decision a restarted controller must find again (a route
+    # chosen, a leg about to ring, a voicemail about to be recorded).
+    durable: Durable = not_kept
     responder_legs: dict[str, Leg] = field(default_factory=dict)
     bridge_id: str | None = None
     caller_gone: bool = False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Literal
 
 import structlog
 
@@ -18,6 +19,7 @@ from ari_controller.calls.journal import LegRecord
 from ari_controller.calls.leg import Leg, LegGone
 from ari_controller.calls.listening import key_or_word, note_utterances
 from ari_controller.calls.outcomes import LegOutcome, unanswered_outcome
+from ari_controller.calls.resume import HuntProgress
 from ari_controller.oncall.plan import CallPlan, Responder
 from ari_controller.speech.availability import recognizer_for
 from ari_controller.speech.vocabulary import ACCEPT, accept_vocabulary
@@ -62,46 +64,43 @@ def _caller_id_for_responder(ctx: CallContext) -> str:
 
 
 async def ring(
-    ctx: CallContext, responder: Responder, contact: str, order: int, mode: str, claim: Claim
+    ctx: CallContext,
+    responder: Responder,
+    contact: str,
+    order: int,
+    mode: str,
+    claim: Claim,
+    earlier: LegRecord | None = None,
 ) -> tuple[LegOutcome, Accepted | None]:
-    """Ring one contact of one responder and ask them to accept."""
+    """Ring one contact of one responder and ask them to accept. `earlier`: a leg an earlier
+    run of the controller placed and Asterisk still has (the call was picked up after a
+    restart): it is not rung anew but waited for, or asked again if it already answered."""
     settings = ctx.number.responders
-    leg_id = ids.leg_id(ctx.call_id, order)
-    leg = Leg(leg_id, ctx.ari, ctx.router)
-    ctx.responder_legs[leg_id] = leg
-    record = LegRecord(leg_id, responder.user_id, responder.name, contact, order, mode, ctx.clock())
-    ctx.journal.leg_placed(record)
+    if earlier is None:
+        placed = await _place(ctx, responder, contact, order, mode)
+        if isinstance(placed, LegOutcome):
+            return placed, None
+        leg, record = placed
+    else:
+        leg, record = ctx.responder_legs[earlier.leg_id], earlier
+        ctx.journal.note("leg_adopted", leg=leg.id, user=responder.user_id, answered=leg.in_stasis)
     try:
-        try:
-            await ctx.ari.originate(
-                contact,
-                channel_id=leg_id,
-                app=ctx.app,
-                app_args=ids.responder_app_args(ctx.call_id),
-                caller_id=_caller_id_for_responder(ctx),
-                timeout=settings.ring_timeout_s,
-                # As Dial does: the leg takes the caller's formats (without them Asterisk may
-                # pick one that costs ten times the CPU) and linkedid (CDR/CEL tie the legs).
-                originator=ctx.caller.id,
-            )
-        except AriError as exc:
-            log.warning("originate_failed", leg=leg_id, contact=contact, error=str(exc))
-            leg.originate_failed()
-            ctx.journal.leg_ended(record, LegOutcome.FAILED, None)
-            return LegOutcome.FAILED, None
+        if not leg.in_stasis:
+            # Asterisk enforces the ring timeout from when the leg was placed.
+            rung_s = (ctx.clock() - record.placed_at).total_seconds()
+            limit = max(settings.ring_timeout_s - rung_s, 0.0) + RING_GUARD_S
+            if not await leg.wait_answered(limit):
+                outcome = unanswered_outcome(leg.dialstatus, leg.cause)
+                if not leg.gone:
+                    await leg.hangup()  # our guard fired: the responder did not answer
+                    outcome = LegOutcome.NO_ANSWER
+                ctx.journal.leg_ended(record, outcome, leg.cause)
+                return outcome, None
+            ctx.journal.leg_answered(record)
 
-        if not await leg.wait_answered(settings.ring_timeout_s + RING_GUARD_S):
-            outcome = unanswered_outcome(leg.dialstatus, leg.cause)
-            if not leg.gone:
-                await leg.hangup()  # our guard fired: the responder did not answer
-                outcome = LegOutcome.NO_ANSWER
-            ctx.journal.leg_ended(record, outcome, leg.cause)
-            return outcome, None
-
-        ctx.journal.leg_answered(record)
         outcome = await _ask_to_accept(ctx, leg)
         if outcome is LegOutcome.ACCEPTED:
-            if claim.take(leg_id):
+            if claim.take(leg.id):
                 ctx.journal.leg_ended(record, LegOutcome.ACCEPTED, None)
                 return LegOutcome.ACCEPTED, Accepted(leg, record, responder)
             outcome = LegOutcome.TAKEN_BY_OTHER
@@ -127,6 +126,43 @@ async def ring(
             await asyncio.shield(leg.hangup())
         ctx.journal.leg_ended(record, outcome, leg.cause)
         raise
+
+
+async def _place(
+    ctx: CallContext, responder: Responder, contact: str, order: int, mode: str
+) -> tuple[Leg, LegRecord] | LegOutcome:
+    """Put the leg on record, then ring it (a controller restarted meanwhile finds it by
+    its record and its id). FAILED when Asterisk would not place it."""
+    leg_id = ids.leg_id(ctx.call_id, order)
+    leg = Leg(leg_id, ctx.ari, ctx.router)
+    ctx.responder_legs[leg_id] = leg
+    record = LegRecord(leg_id, responder.user_id, responder.name, contact, order, mode, ctx.clock())
+    ctx.journal.leg_placed(record)
+    try:
+        await ctx.durable()  # before Asterisk rings anyone
+        await ctx.ari.originate(
+            contact,
+            channel_id=leg_id,
+            app=ctx.app,
+            app_args=ids.responder_app_args(ctx.call_id),
+            caller_id=_caller_id_for_responder(ctx),
+            timeout=ctx.number.responders.ring_timeout_s,
+            # As Dial does: the leg takes the caller's formats (without them Asterisk may
+            # pick one that costs ten times the CPU) and linkedid (CDR/CEL tie the legs).
+            originator=ctx.caller.id,
+        )
+    except AriError as exc:
+        log.warning("originate_failed", leg=leg_id, contact=contact, error=str(exc))
+        leg.originate_failed()
+        ctx.journal.leg_ended(record, LegOutcome.FAILED, None)
+        return LegOutcome.FAILED
+    except asyncio.CancelledError:
+        # The hunt ended before the leg was placed (or while Asterisk was placing it).
+        await asyncio.shield(leg.hangup())
+        outcome = LegOutcome.ABANDONED if ctx.caller_gone else LegOutcome.CANCELLED
+        ctx.journal.leg_ended(record, outcome, leg.cause)
+        raise
+    return leg, record
 
 
 async def _ask_to_accept(ctx: CallContext, leg: Leg) -> LegOutcome:
@@ -181,14 +217,27 @@ async def _dismiss(ctx: CallContext, leg: Leg) -> None:
         await leg.hangup()
 
 
-async def hunt_sequential(ctx: CallContext, plan: CallPlan) -> Accepted | None:
+async def hunt_sequential(
+    ctx: CallContext, plan: CallPlan, progress: HuntProgress | None = None
+) -> Accepted | None:
     """One responder at a time; busy, no answer, decline or failure: the next one at once."""
+    progress = progress or HuntProgress()
     claim = Claim()
-    order = 0
+    order = progress.next_order()
     for responder in plan.responders:
+        if progress.declined(responder.user_id):
+            continue  # they said no before the restart
         for contact in responder.contacts:
-            order += 1
-            outcome, accepted = await ring(ctx, responder, contact, order, "sequential", claim)
+            earlier = _still_ringing(ctx, progress, responder, contact)
+            if earlier is False:
+                continue  # rung before the restart, and over
+            if earlier is None:
+                outcome, accepted = await ring(ctx, responder, contact, order, "sequential", claim)
+                order += 1
+            else:
+                outcome, accepted = await ring(
+                    ctx, responder, contact, earlier.order, "sequential", claim, earlier
+                )
             if accepted is not None:
                 return accepted
             if outcome is LegOutcome.DECLINED:
@@ -196,15 +245,37 @@ async def hunt_sequential(ctx: CallContext, plan: CallPlan) -> Accepted | None:
     return None
 
 
-async def hunt_simultaneous(ctx: CallContext, plan: CallPlan) -> Accepted | None:
+def _still_ringing(
+    ctx: CallContext, progress: HuntProgress, responder: Responder, contact: str
+) -> LegRecord | Literal[False] | None:
+    """The leg an earlier run placed to this contact and Asterisk still has (to adopt);
+    False when it was placed and is over; None when it was never placed."""
+    earlier = progress.earlier_leg(responder.user_id, contact)
+    if earlier is None:
+        return None
+    if earlier.outcome is None and earlier.leg_id in ctx.responder_legs:
+        return earlier
+    return False
+
+
+async def hunt_simultaneous(
+    ctx: CallContext, plan: CallPlan, progress: HuntProgress | None = None
+) -> Accepted | None:
     """Everyone at once (each through their own contacts in order); the first accept wins."""
+    progress = progress or HuntProgress()
     claim = Claim()
-    orders = iter(range(1, 10_000))
+    orders = iter(range(progress.next_order(), 10_000))
 
     async def one_person(responder: Responder) -> Accepted | None:
+        if progress.declined(responder.user_id):
+            return None  # they said no before the restart
         for contact in responder.contacts:
+            earlier = _still_ringing(ctx, progress, responder, contact)
+            if earlier is False:
+                continue  # rung before the restart, and over
+            order = next(orders) if earlier is None else earlier.order
             outcome, accepted = await ring(
-                ctx, responder, contact, next(orders), "simultaneous", claim
+                ctx, responder, contact, order, "simultaneous", claim, earlier
             )
             if accepted is not None or outcome is LegOutcome.DECLINED:
                 return accepted

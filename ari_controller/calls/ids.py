@@ -20,7 +20,12 @@ _utterances = itertools.count(1)
 
 def leg_id(call_id: str, order: int) -> str:
     """A responder leg: the n-th channel placed for the call."""
-    return f"{call_id}-leg{order}"
+    return f"{leg_prefix(call_id)}{order}"
+
+
+def leg_prefix(call_id: str) -> str:
+    """What the id of every responder leg of the call starts with."""
+    return f"{call_id}-leg"
 
 
 def responder_app_args(call_id: str) -> str:

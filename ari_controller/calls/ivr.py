@@ -16,10 +16,14 @@ UNRECOGNISED = "?"
 EXTRA_REPLAYS = 5
 
 
-async def ask_for_route(ctx: CallContext, routes: list[tuple[str, Route]]) -> Chosen | GiveUp:
+async def ask_for_route(
+    ctx: CallContext, routes: list[tuple[str, Route]], *, greet: bool = True
+) -> Chosen | GiveUp:
+    """The greeting (unless the caller heard it before a restart) and the menu, until a
+    route is chosen or the menu gives up."""
     number = ctx.number
     menu = Menu(tuple(routes), number.menu)
-    greeting = ctx.prompts.greeting(number)
+    greeting = ctx.prompts.greeting(number) if greet else []
     options = ctx.prompts.menu(number, routes)
     caller = ctx.caller
 

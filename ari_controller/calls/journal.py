@@ -113,6 +113,7 @@ class AlertSummary:
     ended_reason: str | None = None
     voicemail_name: str | None = None
     escalations: int = 0
+    app: str | None = None  # the Stasis application running the call
 
 
 @dataclass
@@ -134,6 +135,9 @@ class CallJournal:
     entries: list[TimelineEntry] = field(default_factory=list)
     legs: list[LegRecord] = field(default_factory=list)
     heard: list[SpeechHeard] = field(default_factory=list)
+    # How many timeline entries an earlier run of the controller already wrote for this call
+    # (a call picked up after a restart goes on numbering after them).
+    earlier_entries: int = 0
 
     def open(self) -> None:
         alert = self.alert
@@ -156,13 +160,16 @@ class CallJournal:
                 alert.caller_id,
                 alert.opened_at,
                 alert.opened_at,
+                alert.app,
             )
         )
         self._notify("alert.created", alert.opened_at)
         self.note("call_started", caller_id=alert.caller_id, did=alert.did)
 
     def note(self, kind: str, **data: Any) -> TimelineEntry:
-        entry = TimelineEntry(len(self.entries) + 1, self.clock(), kind, data)
+        entry = TimelineEntry(
+            self.earlier_entries + len(self.entries) + 1, self.clock(), kind, data
+        )
         self.entries.append(entry)
         call_id = self.alert.call_id
         self._emit(lambda: r.TimelineEvent(uuid.UUID(call_id), entry.seq, entry.at, kind, data))

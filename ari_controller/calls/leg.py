@@ -381,6 +381,28 @@ class Leg:
         finally:
             self._unwatch(name)
 
+    async def recording_outcome(self, name: str, limit: float) -> str:
+        """How a recording an earlier run of the controller started on this channel ended:
+        waited for while it still goes on (stopped and kept after `limit` seconds); "done"
+        (stored), "failed", "canceled", or "absent" when Asterisk has no such recording."""
+        self._watch(name)  # before asking: its end may come right after the answer
+        try:
+            try:
+                live = await self.ari.get_live_recording(name)
+            except NotFound:
+                live = None
+            if live is not None and live.going_on:
+                end = await self._recording_end(name, limit)
+                if end.event is not None and end.event.recording_state not in (None, "done"):
+                    return str(end.event.recording_state)
+            try:
+                await self.ari.get_stored_recording(name)
+            except NotFound:
+                return "absent"
+            return "done"
+        finally:
+            self._unwatch(name)
+
     async def listen(self, name: str, *, max_duration_s: int, max_silence_s: int) -> Heard:
         """Record one utterance (no beep); any key ends it and wins over the words.
 

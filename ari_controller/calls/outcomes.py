@@ -14,6 +14,8 @@ class LegOutcome(StrEnum):
     TAKEN_BY_OTHER = "taken_by_other"
     ABANDONED = "abandoned"  # the caller hung up while this leg was ringing or answering
     CANCELLED = "cancelled"  # the controller stopped hunting: it is shutting down
+    # The leg ended while no controller was watching (it was restarting): how is not known.
+    UNOBSERVED = "unobserved"
 
 
 # Q.850 cause codes Asterisk reports on ChannelDestroyed / ChannelHangupRequest.

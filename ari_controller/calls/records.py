@@ -77,6 +77,7 @@ class CallStarted:
     caller_id: str | None
     started_at: datetime
     answered_at: datetime | None = None
+    app: str | None = None  # the Stasis application running the call
 
     def __post_init__(self) -> None:
         _require_aware(started_at=self.started_at, answered_at=self.answered_at)

@@ -7,12 +7,14 @@ context or writes its timeline. Everything a call does stays inside its own task
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import structlog
 
 from ari_controller.calls.context import CallContext, settle
-from ari_controller.calls.flow import handle_call
+from ari_controller.calls.flow import handle_call, resume_call
+from ari_controller.calls.resume import Unfinished
 from ari_controller.logging import bind_call
 
 log = structlog.get_logger(__name__)
@@ -38,7 +40,23 @@ class RunningCall:
     ) -> RunningCall:
         """Run the call's flow in a task of its own, from the greeting to the last hang-up."""
         task = asyncio.get_running_loop().create_task(
-            _run(ctx, on_started, on_finished), name=f"call-{ctx.call_id}"
+            _run(ctx, handle_call(ctx), on_started, on_finished), name=f"call-{ctx.call_id}"
+        )
+        return cls(ctx, task)
+
+    @classmethod
+    def resume(
+        cls,
+        ctx: CallContext,
+        earlier: Unfinished,
+        *,
+        on_started: CallHook | None = None,
+        on_finished: CallHook | None = None,
+    ) -> RunningCall:
+        """Go on with a call an earlier run of the controller left unfinished."""
+        task = asyncio.get_running_loop().create_task(
+            _run(ctx, resume_call(ctx, earlier), on_started, on_finished),
+            name=f"call-{ctx.call_id}",
         )
         return cls(ctx, task)
 
@@ -75,13 +93,18 @@ class RunningCall:
         return ctx.ending == "hand_back"
 
 
-async def _run(ctx: CallContext, on_started: CallHook | None, on_finished: CallHook | None) -> None:
+async def _run(
+    ctx: CallContext,
+    story: Coroutine[Any, Any, None],
+    on_started: CallHook | None,
+    on_finished: CallHook | None,
+) -> None:
     bind_call(ctx.call_id, ctx.caller.id, did=ctx.number.did)
     log.info("call_started", caller_id=ctx.caller_id, number=ctx.number.name)
     if on_started:
         on_started(ctx)
     try:
-        await handle_call(ctx)
+        await story
     finally:
         log.info("call_finished", reason=ctx.journal.alert.ended_reason)
         if on_finished:

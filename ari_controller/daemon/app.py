@@ -35,6 +35,7 @@ from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
 from ari_controller.calls.journal import Clock, utc_now
 from ari_controller.calls.notification import PhoneNotifier
+from ari_controller.calls.resume import Unfinished
 from ari_controller.config import Config, ConfigError, load_config
 from ari_controller.daemon import systemd
 from ari_controller.daemon.api import api_routes
@@ -51,6 +52,7 @@ from ari_controller.daemon.setup import (
 )
 from ari_controller.prompts.library import PromptLibrary, media_routes
 from ari_controller.prompts.tts import SpeechEngine
+from ari_controller.store.unfinished import unfinished_calls
 from ari_controller.store.writer import StoreWriter
 
 log = structlog.get_logger(__name__)
@@ -63,6 +65,13 @@ DB_POOL_CLOSE_S = 5.0
 DEFAULT_DRAIN_S = 30.0
 # Writing what is pending at shutdown; what is left after this stays in the spool file.
 FLUSH_AT_STOP_S = 10.0
+# A call waits this long at most for its record to reach Postgres before acting on a
+# decision (a route chosen, a leg about to ring); past it, the record goes to the spool file.
+DURABLE_LIMIT_S = 0.5
+# At start-up: the spool an earlier run left is written first, then the unfinished calls
+# are read back. Past these, the callers still waiting are taken as new calls.
+RESUME_FLUSH_S = 2.0
+RESUME_READ_S = 3.0
 
 
 def tune_garbage_collector() -> None:
@@ -110,6 +119,8 @@ class Daemon:
         self.base_dir = self.config_path.parent if self.config_path else Path.cwd()
         self.stopped = asyncio.Event()
         self.running: Running | None = None
+        # Set once the first connection to Asterisk has picked up what an earlier run left.
+        self.caught_up = asyncio.Event()
         # Another controller took the Stasis app (ApplicationReplaced): see `_replaced`.
         self.replaced = False
         self.config_loaded_at = dt.datetime.now(dt.UTC)
@@ -197,6 +208,7 @@ class Daemon:
             on_call_started=self.metrics.call_started,
             on_call_finished=self.metrics.call_finished,
             on_unknown_number=self.metrics.unknown_number,
+            durable=lambda: writer.durable(DURABLE_LIMIT_S),
         )
         events = EventConnection(
             asterisk.url,
@@ -290,7 +302,26 @@ class Daemon:
         if is_reconnect:
             self.metrics.ari_reconnects.inc()
         systemd.notify("STATUS=handling calls")
-        await self.controller.reconcile(is_reconnect)
+        unfinished = [] if is_reconnect else await self._unfinished_calls()
+        try:
+            await self.controller.reconcile(is_reconnect, unfinished)
+        finally:
+            if not self.caught_up.is_set():
+                self.caught_up.set()
+                log.info("calls_picked_up", earlier_unfinished=len(unfinished))
+
+    async def _unfinished_calls(self) -> list[Unfinished]:
+        """The calls an earlier run of this app left unfinished (killed, crashed): read once,
+        at the first connection to Asterisk, after what that run left in the spool."""
+        if not await self.writer.flush(RESUME_FLUSH_S):
+            log.warning("resume_spool_not_written", pending=self.writer.pending)
+        try:
+            async with asyncio.timeout(RESUME_READ_S), self._parts().db.acquire() as conn:
+                return await unfinished_calls(conn, self.config.asterisk.app)
+        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # Callers an earlier run left are then greeted as new calls (with a new alert).
+            log.error("resume_unavailable", error=f"{type(exc).__name__}: {exc}")
+            return []
 
     def _disconnected(self, why: str) -> None:
         self.metrics.ari_connected.set(0)
@@ -328,6 +359,7 @@ class Daemon:
         """Each readiness check by name; ready when all are true."""
         return {
             "ari_connected": self.events.is_connected,
+            "calls_picked_up": self.caught_up.is_set(),
             "database": await self.database_reachable(),
             "owns_app": not self.replaced,
             "accepting_calls": self.controller.accepting,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,10 +17,13 @@ from ari_controller.ari.client import AriClient
 from ari_controller.ari.errors import AriError
 from ari_controller.ari.events import EventRouter
 from ari_controller.ari.models import AriEvent, Channel
+from ari_controller.calls import ids
 from ari_controller.calls.arrival import Arrival
-from ari_controller.calls.context import CallContext, Planner, Prompts
+from ari_controller.calls.context import CallContext, Durable, Planner, Prompts, not_kept
 from ari_controller.calls.journal import AlertSummary, CallJournal, Clock, Emit, utc_now
 from ari_controller.calls.leg import Leg
+from ari_controller.calls.outcomes import LegOutcome
+from ari_controller.calls.resume import Unfinished
 from ari_controller.calls.running import RunningCall
 from ari_controller.calls.unowned import (
     end_left_conversation,
@@ -54,6 +57,8 @@ class Controller:
     setup: CallSetup
     emit: Emit
     clock: Clock = utc_now
+    # Until the records emitted so far would outlive this process (see CallContext.durable).
+    durable: Durable = not_kept
     rng: random.Random = field(default_factory=random.Random)
     on_call_started: Callable[[CallContext], None] | None = None
     on_call_finished: Callable[[CallContext], None] | None = None
@@ -126,10 +131,15 @@ class Controller:
             planner=setup.planner,
             clock=self.clock,
             rng=self.rng,
+            durable=self.durable,
         )
         call = RunningCall.start(
             ctx, on_started=self.on_call_started, on_finished=self.on_call_finished
         )
+        self._track(call)
+
+    def _track(self, call: RunningCall) -> None:
+        call_id = call.call_id
         self.calls[call_id] = call
         call.task.add_done_callback(lambda _t: self.calls.pop(call_id, None))
 
@@ -143,14 +153,112 @@ class Controller:
 
     # ---- channels no call owns (after a reconnect, and now and then) -----------------------
 
-    async def reconcile(self, is_reconnect: bool) -> None:
-        """Events in the gap are lost: wake every wait so it re-checks the far end, and take
-        over channels in the application that no call owns."""
+    async def reconcile(self, is_reconnect: bool, unfinished: Sequence[Unfinished] = ()) -> None:
+        """Events in the gap are lost: wake every wait so it re-checks the far end; pick up
+        the calls an earlier run left unfinished (`unfinished`, read from the store at
+        start-up); then take over channels in the application that no call owns."""
         if is_reconnect:
             for call in list(self.calls.values()):
                 call.wake()
+        if unfinished:
+            await self._resume(unfinished)
         for channel in await self._unowned_channels():
             self._adopt(channel)
+
+    # ---- calls an earlier run left unfinished -------------------------------------------------
+
+    async def _resume(self, unfinished: Sequence[Unfinished]) -> None:
+        """Each call goes on where its record says it was, with what Asterisk still has of
+        it: its caller (or the caller is gone: the call ends as that hang-up would have), its
+        legs still ringing or answered, its bridge."""
+        try:
+            channels = {channel.id: channel for channel in await self.ari.list_channels()}
+        except AriError as exc:
+            # Without knowing who is still there, nothing can be resumed safely: the callers
+            # are taken as new calls by the reconciliation that follows.
+            log.error("resume_failed", error=str(exc), calls=len(unfinished))
+            return
+        for earlier in unfinished:
+            if earlier.call_id in self.calls:
+                continue
+            self._resume_one(earlier, channels)
+        log.info(
+            "calls_resumed",
+            calls=len(unfinished),
+            steps=sorted(earlier.step for earlier in unfinished),
+        )
+
+    def _resume_one(self, earlier: Unfinished, channels: dict[str, Channel]) -> None:
+        setup = self.setup
+        number = setup.config.number(earlier.did)
+        caller_channel = channels.get(earlier.caller_channel)
+        present = caller_channel is not None and self._in_our_stasis(caller_channel)
+        live_legs = {
+            channel_id: channel
+            for channel_id, channel in channels.items()
+            if channel_id.startswith(ids.leg_prefix(earlier.call_id))
+        }
+        caller = Leg(earlier.caller_channel, self.ari, self.router)
+        caller.in_stasis = present
+        caller.gone = not present
+        alert = AlertSummary(
+            alert_id=earlier.alert_id,
+            call_id=earlier.call_id,
+            did=earlier.did,
+            number_name=earlier.number_name,
+            caller_id=earlier.caller_id,
+            caller_channel=earlier.caller_channel,
+            opened_at=earlier.opened_at,
+            route=earlier.route,
+            policy_id=earlier.policy_id,
+            status=earlier.status,
+            acknowledged_by=earlier.acknowledged_by,
+            escalations=earlier.escalations,
+            app=self.app,
+        )
+        journal = CallJournal(
+            alert, self.emit, self.clock, legs=list(earlier.legs), earlier_entries=earlier.last_seq
+        )
+        if number is None:
+            # The number left the configuration meanwhile: nothing says how to go on.
+            log.warning("resume_number_unknown", call=earlier.call_id, did=earlier.did)
+            journal.end("number_removed")
+            caller.release()
+            for channel_id in [*live_legs, *([earlier.caller_channel] if present else [])]:
+                self._side(hang_up_orphan_leg(self.ari, channel_id))
+            return
+        ctx = CallContext(
+            call_id=earlier.call_id,
+            app=self.app,
+            fallback_context=setup.config.asterisk.fallback_context,
+            ari=self.ari,
+            router=self.router,
+            number=number,
+            caller=caller,
+            caller_id=earlier.caller_id,
+            prompts=setup.prompts,
+            journal=journal,
+            planner=setup.planner,
+            clock=self.clock,
+            rng=self.rng,
+            durable=self.durable,
+        )
+        wanted = {leg.leg_id for leg in earlier.legs if leg.outcome in (None, LegOutcome.ACCEPTED)}
+        for channel_id, channel in live_legs.items():
+            if channel_id not in wanted:
+                # Placed but not on record, or over as far as the record goes: nobody's leg.
+                self._side(hang_up_orphan_leg(self.ari, channel_id))
+                continue
+            leg = Leg(channel_id, self.ari, self.router)
+            leg.in_stasis = self._in_our_stasis(channel)
+            ctx.responder_legs[channel_id] = leg
+        if earlier.step == "connected":
+            ctx.bridge_id = earlier.bridge or ids.bridge_id(earlier.call_id)
+            ctx.connected.set()
+        call = RunningCall.resume(
+            ctx, earlier, on_started=self.on_call_started, on_finished=self.on_call_finished
+        )
+        self._track(call)
 
     async def sweep(self) -> int:
         """Adopt channels in the application that no call has owned for a whole sweep (a

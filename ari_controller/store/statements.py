@@ -66,7 +66,7 @@ def statements(record: Record) -> list[Statement]:
             return [
                 (
                     "INSERT INTO calls (id, alert_id, caller_channel_id, did, caller_id,"
-                    " started_at, answered_at) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " started_at, answered_at, app) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
                     " ON CONFLICT (id) DO NOTHING",
                     (
                         record.call_id,
@@ -76,6 +76,7 @@ def statements(record: Record) -> list[Statement]:
                         record.caller_id,
                         record.started_at,
                         record.answered_at,
+                        record.app,
                     ),
                 )
             ]

@@ -197,6 +197,19 @@ class StoreWriter:
             return False
         return True
 
+    async def durable(self, timeout: float) -> str:
+        """Wait until everything submitted so far would outlive this process: written to
+        Postgres (every host sees it), or else in the spool file (a restart on this host
+        replays it first). "database", "spool", or "memory" when even the file failed.
+
+        While the database is failing, nothing waits for it: the records go to the file."""
+        if self.consecutive_failures == 0 and await self.flush(timeout):
+            return "database"
+        await self._spool_pending()
+        if any(not entry.spooled for entry in self._queue):
+            return "memory"
+        return "spool"
+
     async def close(self, timeout: float = 5.0) -> bool:
         """Flush for up to `timeout`, then stop; what is still pending stays in the spool."""
         flushed = await self.flush(timeout) if self._task is not None else not self._queue

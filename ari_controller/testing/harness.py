@@ -166,6 +166,8 @@ async def running_stack(
     try:
         await daemon.start()
         await daemon.events.wait_connected(5)
+        async with asyncio.timeout(10):
+            await daemon.caught_up.wait()  # what an earlier run left is picked up
         yield Stack(sim, daemon, dsn)
     finally:
         if daemon.running is not None:
