@@ -138,6 +138,13 @@ async def _after_the_caller_left(ctx: CallContext, earlier: Unfinished) -> None:
     elif earlier.step == "closing":
         journal.end(earlier.closing_reason)
     else:
+        # Legs still ringing or answering for a caller who is gone: as if the hang-up had
+        # been heard while they rang.
+        for record in journal.legs:
+            leg = ctx.responder_legs.get(record.leg_id)
+            if record.outcome is None and leg is not None:
+                await leg.hangup()
+                journal.leg_ended(record, LegOutcome.ABANDONED, leg.cause)
         raise LegGone(ctx.caller.id, None)
 
 

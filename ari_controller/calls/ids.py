@@ -28,6 +28,13 @@ def leg_prefix(call_id: str) -> str:
     return f"{call_id}-leg"
 
 
+def is_leg_of(call_id: str, channel_id: str) -> bool:
+    """Whether the channel is a responder leg of the call (not the `;2` half Asterisk names
+    `<leg id>;2` when it creates a Local channel for it)."""
+    prefix = leg_prefix(call_id)
+    return channel_id.startswith(prefix) and channel_id[len(prefix) :].isdigit()
+
+
 def responder_app_args(call_id: str) -> str:
     """What a responder leg carries into Stasis(): it belongs to that call."""
     return f"{RESPONDER_ARG},{call_id}"

@@ -116,6 +116,7 @@ class Controller:
             caller_id=arrival.caller_id,
             caller_channel=caller.id,
             opened_at=self.clock(),
+            app=self.app,
         )
         ctx = CallContext(
             call_id=call_id,
@@ -196,7 +197,7 @@ class Controller:
         live_legs = {
             channel_id: channel
             for channel_id, channel in channels.items()
-            if channel_id.startswith(ids.leg_prefix(earlier.call_id))
+            if ids.is_leg_of(earlier.call_id, channel_id)
         }
         caller = Leg(earlier.caller_channel, self.ari, self.router)
         caller.in_stasis = present

@@ -1,0 +1,315 @@
+"""`ari-controller run` SIGKILLed with calls in every phase, started again 2 s later.
+
+Nine calls are in progress at the kill (greeting, sequential and simultaneous ringing, a
+responder hearing the whisper, two conversations, two voicemails being recorded, a caller on
+hold); three of the callers hang up while no daemon runs. The simulated Asterisk keeps them
+all, as a real one does (channels stay in Stasis, media and recordings go on, events are
+lost). The restarted daemon must end each call as it would have ended without the crash:
+one alert per call, nothing left in Asterisk, and every caller hearing something again
+within 3 s of the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ari_controller.simulator.server import Simulator
+from tests.test_daemon_service import (
+    SIM_PASSWORD,
+    SIM_USER,
+    DaemonProcess,
+    NotifySocket,
+    alerts_by_channel,
+    place_call,
+    wait_until,
+    write_config,
+)
+
+# Real time: the daemon's own timeouts and the phones' waits are on the same clock.
+TIME_SCALE = 1.0
+GAP_S = 2.0  # from the kill to the new process
+# Phones act well after the restart (the kill comes once every call is in its phase).
+LATER_S = 16
+
+SCRIPTS: dict[str, list[Any]] = {
+    # callers of number 300 (the test hangs up some of them while no daemon runs)
+    "in_greeting": ["answer", {"wait": LATER_S}, {"dtmf": "1"}, {"wait": 6}, "hangup"],
+    "to_slow": ["answer", {"wait": 1}, {"dtmf": "2"}, {"wait": LATER_S + 8}, "hangup"],
+    "to_both": ["answer", {"wait": 1}, {"dtmf": "3"}, {"wait": LATER_S + 8}, "hangup"],
+    "to_whisper": ["answer", {"wait": 1}, {"dtmf": "4"}, {"wait": LATER_S + 8}, "hangup"],
+    "to_quick": ["answer", {"wait": 1}, {"dtmf": "1"}, {"wait": LATER_S}, "hangup"],
+    "to_quick_2": ["answer", {"wait": 1}, {"dtmf": "1"}, {"wait": 600}, "hangup"],
+    "to_nobody": ["answer", {"wait": 1}, {"dtmf": "5"}, {"wait": 600}, "hangup"],
+    # callers of number 301 (voicemail): one ends the message with # after the restart
+    "leaves_message": ["answer", {"wait": 1}, {"dtmf": "1"}, {"wait": LATER_S}, {"dtmf": "#"},
+                       {"wait": 10}, "hangup"],
+    "leaves_message_2": ["answer", {"wait": 1}, {"dtmf": "1"}, {"wait": 600}, "hangup"],
+    # responders
+    "quick": ["answer", {"wait": 0.3}, {"dtmf": "1"}, {"wait": 600}, "hangup"],
+    "slow": ["ring", {"wait": LATER_S}, "answer", {"wait": 1}, {"dtmf": "1"}, {"wait": 600},
+             "hangup"],
+    "whisperer": ["ring", {"wait": 0.3}, "answer", {"wait": LATER_S}, {"dtmf": "1"},
+                  {"wait": 600}, "hangup"],
+    "rings_on": ["ring", {"wait": 600}, "hangup"],
+    "rejects": ["ring", {"wait": 0.2}, {"hangup": {"cause": 21}}],
+}  # fmt: skip
+
+
+def restart_config(sim: Simulator, dsn: str) -> dict[str, Any]:
+    def user(uid: str, script: str) -> dict[str, Any]:
+        return {"id": uid, "name": uid.title(), "contacts": [f"Local/{script}@responders"]}
+
+    responders = {"ring_timeout_s": 60, "accept_window_s": 30, "accept_keys": "1"}
+    return {
+        "asterisk": {"url": sim.ari_url, "username": SIM_USER, "password": SIM_PASSWORD},
+        "database": {"dsn": dsn, "spool_dir": "spool"},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "prompts": {"media": "sound", "cache_dir": "sounds/callrouting"},
+        "users": [
+            user("quinn", "quick"), user("sam", "slow"), user("sue", "slow"),
+            user("nora", "rings_on"), user("wendy", "whisperer"), user("rob", "rejects"),
+        ],
+        "escalation_policies": [
+            {"id": "quick", "name": "Quick", "rules": [{"users": ["quinn"]}]},
+            {"id": "slow", "name": "Slow", "rules": [{"users": ["sam"]}]},
+            {"id": "both", "name": "Both", "rules": [{"users": ["nora"]}, {"users": ["sue"]}]},
+            {"id": "whisper", "name": "Whisper", "rules": [{"users": ["wendy"]}]},
+            {"id": "nobody", "name": "Nobody", "rules": [{"users": ["nora"]}]},
+            {"id": "rejects", "name": "Rejects", "rules": [{"users": ["rob"]}]},
+        ],
+        "numbers": [
+            {
+                "did": "300", "name": "Restart Desk",
+                "routes": [
+                    {"label": "quick", "policy": "quick", "digit": "1"},
+                    {"label": "slow", "policy": "slow", "digit": "2"},
+                    {"label": "both", "policy": "both", "digit": "3", "mode": "simultaneous"},
+                    {"label": "whisper", "policy": "whisper", "digit": "4"},
+                    {"label": "nobody", "policy": "nobody", "digit": "5"},
+                ],
+                "menu": {"input_timeout_s": 30, "max_attempts": 2},
+                "responders": responders,
+                "resolution": "resolve_on_end",
+                "voicemail": {"enabled": False},
+            },
+            {
+                "did": "301", "name": "Message Desk",
+                "routes": [{"label": "rejects", "policy": "rejects", "digit": "1"}],
+                "menu": {"input_timeout_s": 30},
+                "responders": responders,
+                "voicemail": {"enabled": True, "max_silence_s": 60, "max_duration_s": 120},
+            },
+        ],
+    }  # fmt: skip
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
+    simulator = Simulator(
+        user=SIM_USER,
+        password=SIM_PASSWORD,
+        app="callrouting",
+        time_scale=TIME_SCALE,
+        sounds_dirs=[tmp_path / "sounds"],
+    )
+    for name, steps in SCRIPTS.items():
+        simulator.register_script(name, steps)
+    await simulator.start()
+    try:
+        yield simulator
+    finally:
+        await simulator.stop()
+
+
+@pytest.fixture
+async def notify(tmp_path: Path) -> AsyncIterator[NotifySocket]:
+    sock = NotifySocket(tmp_path / "notify.sock")
+    sock.start()
+    try:
+        yield sock
+    finally:
+        await sock.close()
+
+
+async def hang_up(sim: Simulator, channel_id: str) -> None:
+    """The caller hangs up (as the phone would: Asterisk ends the channel)."""
+    auth = base64.b64encode(f"{SIM_USER}:{SIM_PASSWORD}".encode()).decode()
+    async with (
+        aiohttp.ClientSession(headers={"Authorization": f"Basic {auth}"}) as session,
+        session.delete(sim.ari_url + f"/channels/{channel_id}") as reply,
+    ):
+        assert reply.status in (204, 404), await reply.text()
+
+
+def media_after(sim: Simulator, channel_id: str, moment: float) -> float | None:
+    """How long after `moment` (simulator clock) the channel has a prompt, hold music or a
+    recording going again: 0 when one was still going on at that moment."""
+    starts = []
+    for item in sim.media(channel_id):
+        ended = item["ended"]
+        if item["started"] <= moment and (ended is None or ended > moment):
+            return 0.0
+        if item["started"] > moment:
+            starts.append(item["started"] - moment)
+    return min(starts) if starts else None
+
+
+@pytest.mark.timeout(120)
+async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
+    sim: Simulator, database: str, notify: NotifySocket, tmp_path: Path
+) -> None:
+    config_path = tmp_path / "config.yaml"
+    write_config(config_path, restart_config(sim, database))
+    first = DaemonProcess(config_path, notify, drain_s=5.0)
+    second = DaemonProcess(config_path, notify, drain_s=5.0)
+    ast = sim.asterisk
+    try:
+        await first.start()
+        calls = {
+            "greeting": await place_call(sim, "in_greeting", "300"),
+            "sequential": await place_call(sim, "to_slow", "300"),
+            "simultaneous": await place_call(sim, "to_both", "300"),
+            "whisper": await place_call(sim, "to_whisper", "300"),
+            "connected": await place_call(sim, "to_quick", "300"),
+            "connected_ends_in_gap": await place_call(sim, "to_quick_2", "300"),
+            "hold_ends_in_gap": await place_call(sim, "to_nobody", "300"),
+            "recording": await place_call(sim, "leaves_message", "301"),
+            "recording_ends_in_gap": await place_call(sim, "leaves_message_2", "301"),
+        }
+
+        def live_legs(script: str) -> list[Any]:
+            return [c for c in ast.channels.values() if c.id in sim.channels_of_script(script)]
+
+        def recording_on(caller: str) -> bool:
+            return any(r.channel.id == caller for r in ast.live_recordings.values())
+
+        def bridged(caller: str) -> bool:
+            channel = ast.channels.get(caller)
+            return channel is not None and channel.bridge is not None
+
+        # Every call in its phase before the kill.
+        await wait_until(lambda: len(live_legs("slow")) == 2, 15, "the slow responders ringing")
+        await wait_until(lambda: len(live_legs("rings_on")) == 2, 15, "ringing on and on")
+        await wait_until(lambda: len(live_legs("whisperer")) == 1, 15, "the whisperer")
+        await wait_until(lambda: bridged(calls["connected"]), 15, "a conversation")
+        await wait_until(lambda: bridged(calls["connected_ends_in_gap"]), 15, "a conversation")
+        await wait_until(lambda: recording_on(calls["recording"]), 15, "a message recorded")
+        await wait_until(
+            lambda: recording_on(calls["recording_ends_in_gap"]), 15, "a message recorded"
+        )
+        whisper_leg = live_legs("whisperer")[0]
+        await wait_until(lambda: bool(sim.media(whisper_leg.id)), 5, "the whisper playing")
+        greeting_media = len(sim.media(calls["greeting"]))
+        await asyncio.sleep(1.0)  # a second of each message is recorded before the crash
+
+        killed_at = ast.clock.now()
+        await first.kill()
+        # While no daemon runs: three callers hang up (one talking, one on hold, one leaving
+        # a message); Asterisk ends the recording and keeps it.
+        for phase in ("connected_ends_in_gap", "hold_ends_in_gap", "recording_ends_in_gap"):
+            await hang_up(sim, calls[phase])
+        await asyncio.sleep(GAP_S)
+        restarted_at = ast.clock.now()
+        started = time.monotonic()
+        await second.start()
+        picked_up = time.monotonic() - started
+        resumed = await second.wait_log("calls_resumed", timeout=5)
+        assert resumed["calls"] == 9, resumed
+
+        async def all_ended() -> bool:
+            alerts = await alerts_by_channel(database)
+            return all(alerts.get(c, {}).get("ended_reason") for c in calls.values())
+
+        deadline = time.monotonic() + 60
+        while not await all_ended():
+            assert time.monotonic() < deadline, second.logs[-20:]
+            await asyncio.sleep(0.3)
+        await wait_until(
+            lambda: sim.leftovers()["channels"] == [] and sim.leftovers()["bridges"] == [],
+            15,
+            "nothing left in Asterisk",
+        )
+    finally:
+        await first.kill()
+        await second.kill()
+
+    alerts = await alerts_by_channel(database)
+    # One alert per call, never two: a caller picked up again is the same call.
+    assert len(alerts) == len(calls)
+    assert len({a["id"] for a in alerts.values()}) == len(calls)
+
+    def alert(phase: str) -> dict[str, Any]:
+        return alerts[calls[phase]]
+
+    def legs(phase: str) -> list[tuple[str, str]]:
+        return [(leg["user_id"], leg["outcome"]) for leg in alert(phase)["calls"][0]["legs"]]
+
+    def kinds(phase: str) -> list[str]:
+        return [event["kind"] for event in alert(phase)["calls"][0]["timeline"]]
+
+    ended = {phase: alert(phase)["ended_reason"] for phase in calls}
+    assert ended == {
+        "greeting": "connected",
+        "sequential": "connected",
+        "simultaneous": "connected",
+        "whisper": "connected",
+        "connected": "connected",
+        "connected_ends_in_gap": "connected",
+        "hold_ends_in_gap": "abandoned",
+        "recording": "voicemail",
+        "recording_ends_in_gap": "voicemail",
+    }, ended
+    for phase in calls:
+        assert "call_resumed" in kinds(phase), (phase, kinds(phase))
+        seqs = [event["seq"] for event in alert(phase)["calls"][0]["timeline"]]
+        assert seqs == list(range(1, len(seqs) + 1)), (phase, seqs)  # one timeline, no gaps
+
+    # The caller in the greeting chose after the restart, without hearing the greeting again.
+    assert legs("greeting") == [("quinn", "accepted")]
+    assert alert("greeting")["acknowledged_by"] == "quinn"
+    # The ringing legs were adopted, not rung again: the same responder picks up the call.
+    assert legs("sequential") == [("sam", "accepted")]
+    assert sorted(legs("simultaneous")) == [("nora", "taken_by_other"), ("sue", "accepted")]
+    assert legs("whisper") == [("wendy", "accepted")]
+    assert "leg_adopted" in kinds("whisper")
+    # Conversations: completed (resolved on end) when they end, before or after the restart.
+    for phase in ("connected", "connected_ends_in_gap"):
+        assert legs(phase) == [("quinn", "accepted")]
+        assert alert(phase)["status"] == "resolved", alert(phase)
+    assert "caller_left_during_restart" in kinds("connected_ends_in_gap")
+    # The caller who gave up on hold: the leg is let go and the team hears of it.
+    assert legs("hold_ends_in_gap") == [("nora", "abandoned")]
+    assert alert("hold_ends_in_gap")["escalation_count"] == 1
+    # Messages: both kept with their audio, one ended by # after the restart, one by a
+    # hang-up while no daemon ran; each escalated once.
+    for phase in ("recording", "recording_ends_in_gap"):
+        voicemail = alert(phase)["voicemail"]
+        assert voicemail is not None and voicemail["audio_bytes"] > 44, (phase, str(voicemail))
+        assert alert(phase)["escalation_count"] == 1
+    assert sim.leftovers() == {"channels": [], "bridges": [], "playbacks": [], "recordings": []}
+
+    # Without a driver: every caller still there hears something again soon after restart.
+    silent = {
+        phase: media_after(sim, calls[phase], restarted_at)
+        for phase in ("greeting", "sequential", "simultaneous", "whisper", "recording")
+    }
+    print(
+        f"\nkilled at {killed_at:.2f}, restarted {GAP_S} s later, calls picked up"
+        f" {picked_up:.2f} s after the new process started; caller silent after the restart"
+        f" (s): {silent}"
+    )
+    for phase, wait in silent.items():
+        assert wait is not None and wait < 3.0, (phase, wait)
+    # The greeting was not played again after the restart: the menu was.
+    heard = sim.media(calls["greeting"])
+    greeting_uri = heard[0]["media"]
+    replayed = [item["media"] for item in heard[greeting_media:]]
+    assert replayed and greeting_uri not in replayed, (greeting_uri, replayed)
