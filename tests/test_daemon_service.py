@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -178,15 +179,23 @@ class DaemonProcess:
             await asyncio.gather(self._reader, return_exceptions=True)
 
 
-def service_config(sim: Simulator, dsn: str, work: Path, number_name: str) -> dict[str, Any]:
-    """Two numbers: 100 rings a phone nobody answers, 101 one that accepts at once; 102 rings
-    a phone that answers after a while (time to hear whose call it is)."""
-    responders = {"ring_timeout_s": 120, "accept_window_s": 5, "accept_keys": "1"}
+def connections(sim: Simulator, dsn: str) -> dict[str, Any]:
+    """The configuration sections that say where the daemon's Asterisk, database, HTTP server
+    and prompts are."""
     return {
         "asterisk": {"url": sim.ari_url, "username": SIM_USER, "password": SIM_PASSWORD},
         "database": {"dsn": dsn, "spool_dir": "spool"},
         "http": {"host": "127.0.0.1", "port": 0},
         "prompts": {"media": "sound", "cache_dir": "sounds/callrouting"},
+    }
+
+
+def service_config(sim: Simulator, dsn: str, work: Path, number_name: str) -> dict[str, Any]:
+    """Two numbers: 100 rings a phone nobody answers, 101 one that accepts at once; 102 rings
+    a phone that answers after a while (time to hear whose call it is)."""
+    responders = {"ring_timeout_s": 120, "accept_window_s": 5, "accept_keys": "1"}
+    return {
+        **connections(sim, dsn),
         "users": [
             {"id": "nora", "name": "Nora", "contacts": ["Local/noanswer@responders"]},
             {"id": "quinn", "name": "Quinn", "contacts": ["Local/quick_accept@responders"]},
@@ -271,22 +280,31 @@ class Heard:
 # ---- fixtures -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
-    simulator = Simulator(
+@contextlib.asynccontextmanager
+async def simulator(
+    tmp_path: Path, scripts: dict[str, list[Any]], time_scale: float
+) -> AsyncIterator[Simulator]:
+    """The simulated Asterisk the daemon process connects to, with the test's phones."""
+    sim = Simulator(
         user=SIM_USER,
         password=SIM_PASSWORD,
         app="callrouting",
-        time_scale=TIME_SCALE,
+        time_scale=time_scale,
         sounds_dirs=[tmp_path / "sounds"],
     )
-    for name, steps in SCRIPTS.items():
-        simulator.register_script(name, steps)
-    await simulator.start()
+    for name, steps in scripts.items():
+        sim.register_script(name, steps)
+    await sim.start()
     try:
-        yield simulator
+        yield sim
     finally:
-        await simulator.stop()
+        await sim.stop()
+
+
+@pytest.fixture
+async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
+    async with simulator(tmp_path, SCRIPTS, TIME_SCALE) as started:
+        yield started
 
 
 @pytest.fixture

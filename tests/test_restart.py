@@ -28,7 +28,10 @@ from tests.test_daemon_service import (
     DaemonProcess,
     NotifySocket,
     alerts_by_channel,
+    connections,
+    notify,  # noqa: F401 (a fixture the test takes)
     place_call,
+    simulator,
     wait_until,
     write_config,
 )
@@ -69,10 +72,7 @@ def restart_config(sim: Simulator, dsn: str) -> dict[str, Any]:
 
     responders = {"ring_timeout_s": 60, "accept_window_s": 30, "accept_keys": "1"}
     return {
-        "asterisk": {"url": sim.ari_url, "username": SIM_USER, "password": SIM_PASSWORD},
-        "database": {"dsn": dsn, "spool_dir": "spool"},
-        "http": {"host": "127.0.0.1", "port": 0},
-        "prompts": {"media": "sound", "cache_dir": "sounds/callrouting"},
+        **connections(sim, dsn),
         "users": [
             user("quinn", "quick"), user("sam", "slow"), user("sue", "slow"),
             user("nora", "rings_on"), user("wendy", "whisperer"), user("rob", "rejects"),
@@ -113,30 +113,8 @@ def restart_config(sim: Simulator, dsn: str) -> dict[str, Any]:
 
 @pytest.fixture
 async def sim(tmp_path: Path) -> AsyncIterator[Simulator]:
-    simulator = Simulator(
-        user=SIM_USER,
-        password=SIM_PASSWORD,
-        app="callrouting",
-        time_scale=TIME_SCALE,
-        sounds_dirs=[tmp_path / "sounds"],
-    )
-    for name, steps in SCRIPTS.items():
-        simulator.register_script(name, steps)
-    await simulator.start()
-    try:
-        yield simulator
-    finally:
-        await simulator.stop()
-
-
-@pytest.fixture
-async def notify(tmp_path: Path) -> AsyncIterator[NotifySocket]:
-    sock = NotifySocket(tmp_path / "notify.sock")
-    sock.start()
-    try:
-        yield sock
-    finally:
-        await sock.close()
+    async with simulator(tmp_path, SCRIPTS, TIME_SCALE) as started:
+        yield started
 
 
 async def hang_up(sim: Simulator, channel_id: str) -> None:
@@ -164,7 +142,10 @@ def media_after(sim: Simulator, channel_id: str, moment: float) -> float | None:
 
 @pytest.mark.timeout(120)
 async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
-    sim: Simulator, database: str, notify: NotifySocket, tmp_path: Path
+    sim: Simulator,
+    database: str,
+    notify: NotifySocket,  # noqa: F811 (the fixture imported above)
+    tmp_path: Path,
 ) -> None:
     config_path = tmp_path / "config.yaml"
     write_config(config_path, restart_config(sim, database))

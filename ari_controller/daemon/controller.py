@@ -32,6 +32,7 @@ from ari_controller.calls.unowned import (
     turn_away_unknown_number,
 )
 from ari_controller.config import Config
+from ari_controller.numbers import Number
 
 log = structlog.get_logger(__name__)
 
@@ -118,26 +119,31 @@ class Controller:
             opened_at=self.clock(),
             app=self.app,
         )
-        ctx = CallContext(
-            call_id=call_id,
+        ctx = self._context(number, caller, CallJournal(alert, self.emit, self.clock))
+        call = RunningCall.start(
+            ctx, on_started=self.on_call_started, on_finished=self.on_call_finished
+        )
+        self._track(call)
+
+    def _context(self, number: Number, caller: Leg, journal: CallJournal) -> CallContext:
+        """What a call runs with: the configuration of now (kept by the call until it ends)."""
+        setup = self.setup
+        return CallContext(
+            call_id=journal.alert.call_id,
             app=self.app,
             fallback_context=setup.config.asterisk.fallback_context,
             ari=self.ari,
             router=self.router,
             number=number,
             caller=caller,
-            caller_id=arrival.caller_id,
+            caller_id=journal.alert.caller_id,
             prompts=setup.prompts,
-            journal=CallJournal(alert, self.emit, self.clock),
+            journal=journal,
             planner=setup.planner,
             clock=self.clock,
             rng=self.rng,
             durable=self.durable,
         )
-        call = RunningCall.start(
-            ctx, on_started=self.on_call_started, on_finished=self.on_call_finished
-        )
-        self._track(call)
 
     def _track(self, call: RunningCall) -> None:
         call_id = call.call_id
@@ -228,22 +234,7 @@ class Controller:
             for channel_id in [*live_legs, *([earlier.caller_channel] if present else [])]:
                 self._side(hang_up_orphan_leg(self.ari, channel_id))
             return
-        ctx = CallContext(
-            call_id=earlier.call_id,
-            app=self.app,
-            fallback_context=setup.config.asterisk.fallback_context,
-            ari=self.ari,
-            router=self.router,
-            number=number,
-            caller=caller,
-            caller_id=earlier.caller_id,
-            prompts=setup.prompts,
-            journal=journal,
-            planner=setup.planner,
-            clock=self.clock,
-            rng=self.rng,
-            durable=self.durable,
-        )
+        ctx = self._context(number, caller, journal)
         wanted = {leg.leg_id for leg in earlier.legs if leg.outcome in (None, LegOutcome.ACCEPTED)}
         for channel_id, channel in live_legs.items():
             if channel_id not in wanted:

@@ -160,7 +160,8 @@ def test_sigterm_hands_back_waiting_calls_and_leaves_the_conversation_talking(
     assert "handed_back_to_dialplan" in menu.kinds()
     assert ringing.alert["ended_reason"] == "handed_back"
     assert ringing.legs[0]["ended_at"] is not None
-    assert talking.alert["ended_reason"] == "controller_stopped"
+    # The conversation's call is not over: the next start picks it up and ends it.
+    assert talking.alert["ended_reason"] is None
     assert "left_connected_at_shutdown" in talking.kinds()
     assert talking.outcomes == ["accepted"]
 
@@ -180,7 +181,7 @@ def test_a_leg_hung_up_at_shutdown_is_not_recorded_as_abandoned_by_the_caller(
     assert ringing.outcomes == ["cancelled"], ringing.legs  # not "abandoned": the caller is alive
 
 
-def test_a_restarted_daemon_leaves_the_conversation_talking(
+def test_a_restarted_daemon_picks_the_conversation_up_and_leaves_it_talking(
     stack: RealStack, calls: dict[str, str]
 ) -> None:
     if stack.daemon.running:
@@ -191,7 +192,8 @@ def test_a_restarted_daemon_leaves_the_conversation_talking(
     bridges = stack.loop.run(stack.rest.get("/bridges"))
     assert [sorted(b["channels"]) for b in bridges] == [sorted([calls["talking"], talking_leg])]
     assert stack.daemon.logged("channel_adopted") == []
-    assert stack.daemon.logged("connected_call_left_alone")
+    resumed = stack.daemon.logged("calls_resumed")
+    assert resumed and resumed[-1]["steps"] == ["connected"], resumed
 
 
 def test_when_the_left_conversation_ends_the_caller_is_released(
@@ -205,6 +207,10 @@ def test_when_the_left_conversation_ends_the_caller_is_released(
         # A caller alone in a bridge with nobody to talk to is hung up, and the bridge goes.
         wait_until(lambda: observer.destroyed(caller), 4 * SWEEP_S + 5, "the caller to be released")
         assert stack.wait_nothing_left(5)["bridges"] == []
+        # The call picked up after the restart is completed: one alert, ended as connected.
+        talking = stack.wait_call_done(caller, 10)
+        assert talking.alert["ended_reason"] == "connected"
+        assert "call_resumed" in talking.kinds() and talking.outcomes == ["accepted"]
     finally:
         # What the daemon left: the test cleans it up so the next checks start clean.
         stack.hangup(caller)
