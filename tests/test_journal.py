@@ -58,6 +58,7 @@ def test_each_fact_is_emitted_once_as_typed_records_in_order() -> None:
         "AlertRouted",
         "LegPlaced",
         "TimelineEvent:leg_placed",
+        "LegAnswered",
         "TimelineEvent:leg_answered",
         "TimelineEvent:alert_acknowledged",
         "AlertStatusChanged",

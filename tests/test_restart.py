@@ -261,6 +261,8 @@ async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
     assert sorted(legs("simultaneous")) == [("nora", "taken_by_other"), ("sue", "accepted")]
     assert legs("whisper") == [("wendy", "accepted")]
     assert "leg_adopted" in kinds("whisper")
+    # Answered before the crash: the answer stays on record (it was not lost with the run).
+    assert alert("whisper")["calls"][0]["legs"][0]["answered_at"] is not None
     # Conversations: completed (resolved on end) when they end, before or after the restart.
     for phase in ("connected", "connected_ends_in_gap"):
         assert legs(phase) == [("quinn", "accepted")]

@@ -4,6 +4,7 @@ daemon process killed mid-call, is tests/test_restart.py."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
 import uuid
@@ -13,12 +14,17 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ari_controller.calls import ids
 from ari_controller.calls.journal import AlertSummary, CallJournal, LegRecord
 from ari_controller.calls.outcomes import LegOutcome
 from ari_controller.calls.resume import HuntProgress, Unfinished, plan_note
+from ari_controller.config import parse_config
+from ari_controller.daemon import controller as controller_module
 from ari_controller.oncall.plan import CallPlan, Responder
+from ari_controller.prompts.audio import silence, wav_bytes
 from ari_controller.store.unfinished import unfinished_calls
 from ari_controller.store.writer import StoreWriter
+from ari_controller.testing.harness import running_stack
 from ari_controller.testing.postgres import free_port
 
 T0 = dt.datetime(2026, 3, 2, 9, 30, tzinfo=dt.UTC)
@@ -230,3 +236,69 @@ async def test_the_store_gives_back_each_unfinished_call_of_the_app_where_it_was
     ]
     on_record = call.plan
     assert on_record is not None and on_record.plan.responders == (ANA, BEN)
+
+
+# ---- the controller picking up a call whose caller left while no daemon ran ----------------
+
+CONFIG: dict[str, Any] = {
+    "users": [{"id": "ana", "name": "Ana", "contacts": ["Local/noanswer@responders"]}],
+    "escalation_policies": [{"id": "dba", "rules": [{"users": ["ana"]}]}],
+    "numbers": [
+        {
+            "did": "100",
+            "name": "Ops",
+            "routes": [{"label": "database", "policy": "dba"}],
+            "voicemail": {"enabled": False},
+        }
+    ],
+}
+
+
+async def test_a_caller_gone_meanwhile_ends_the_call_as_a_hang_up_and_leaves_nothing(
+    database: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(controller_module, "EARLIER_UTTERANCES_DONE_S", 0.2)
+    async with running_stack(parse_config(CONFIG, "resume"), database, tmp_path) as stack:
+        # What an earlier run left: a call on hold (route chosen, Ana's leg ringing), whose
+        # caller hung up while no daemon ran; two utterances it was listening to, one still
+        # recorded after this run started. This run's own utterances are not touched.
+        earlier = CallJournal(summary(), stack.daemon.writer.submit, lambda: T0)
+        earlier.open()
+        earlier.route_chosen("1", "database", "digit", "dba")
+        earlier.note("plan", **plan_note(CallPlan("dba", T0, (ANA,)), "sequential"))
+        leg = LegRecord(f"{earlier.alert.call_id}-leg1", "ana", "Ana", "x", 1, "sequential", T0)
+        earlier.leg_placed(leg)
+        assert await stack.daemon.writer.flush(5)
+        caller = earlier.alert.caller_channel
+        recordings = stack.sim.recordings_dir
+        for name in (f"{caller}-said-0a0b0c-3", f"{caller}-said-{ids.RUN}-1", "someone-else"):
+            (recordings / f"{name}.wav").write_bytes(wav_bytes(silence(0.1, 8000)))
+        conn = await asyncpg.connect(database)
+        try:
+            left = await unfinished_calls(conn, "callrouting")
+        finally:
+            await conn.close()
+        assert [call.step for call in left] == ["hunting"]
+
+        await stack.daemon.controller.reconcile(False, left)
+        (recordings / f"{caller}-said-0a0b0c-4.wav").write_bytes(wav_bytes(silence(0.1, 8000)))
+        await stack.wait_calls_done(10)
+        await asyncio.sleep(0.5)  # the second round of the clean-up
+        alerts = await stack.alerts()
+        left_over = sorted(p.stem for p in recordings.glob("*.wav"))
+    (alert,) = alerts
+    assert alert["id"] == uuid.UUID(earlier.alert.alert_id)  # the same alert, not a new one
+    assert alert["ended_reason"] == "abandoned"
+    assert alert["escalation_count"] == 1  # the team hears of the caller who gave up
+    timeline = [event["kind"] for event in alert["calls"][0]["timeline"]]
+    assert timeline[timeline.index("call_resumed") :] == [
+        "call_resumed",
+        "leg_ended",
+        "caller_left_during_restart",
+        "caller_hung_up",
+        "alert_escalated",
+        "call_ended",
+    ]
+    # The leg no longer rang (it never existed here): over, unobserved.
+    assert [leg["outcome"] for leg in alert["calls"][0]["legs"]] == ["unobserved"]
+    assert left_over == sorted([f"{caller}-said-{ids.RUN}-1", "someone-else"])

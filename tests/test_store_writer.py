@@ -23,6 +23,7 @@ from ari_controller.calls.records import (
     AlertStatusChanged,
     CallEnded,
     CallStarted,
+    LegAnswered,
     LegEnded,
     LegPlaced,
     NotificationQueued,
@@ -84,6 +85,7 @@ def call_records(
         ]
     else:
         records += [
+            LegAnswered(leg2, at[9]),
             LegEnded(leg2, at[20], LegOutcome.ACCEPTED, None, answered_at=at[9]),
             AlertStatusChanged(alert_id, "acknowledged", at[10], "bob"),
             event(10, "bridged", leg=leg2),

@@ -8,6 +8,7 @@ with the id of the channel or call it belongs to: what a log line or an operator
 from __future__ import annotations
 
 import itertools
+import secrets
 
 # The first argument of Stasis() on a responder leg: such a channel is never a new call.
 RESPONDER_ARG = "responder"
@@ -16,6 +17,9 @@ NOTIFICATION_ARG = "notification"
 
 _playbacks = itertools.count(1)
 _utterances = itertools.count(1)
+# Tells this run's playbacks and utterances from those of an earlier run of the controller
+# that Asterisk may still have (Asterisk takes a playback id already in use without a word).
+RUN = secrets.token_hex(3)
 
 
 def leg_id(call_id: str, order: int) -> str:
@@ -58,7 +62,7 @@ def bridge_id(call_id: str) -> str:
 
 def playback_id(channel_id: str) -> str:
     """One prompt played on a channel (unique within this process)."""
-    return f"{channel_id}-pb-{next(_playbacks)}"
+    return f"{channel_id}-pb-{RUN}-{next(_playbacks)}"
 
 
 def voicemail_name(call_id: str) -> str:
@@ -68,4 +72,9 @@ def voicemail_name(call_id: str) -> str:
 
 def utterance_name(channel_id: str) -> str:
     """One utterance recorded to be recognised, then deleted."""
-    return f"{channel_id}-said-{next(_utterances)}"
+    return f"{utterance_prefix(channel_id)}{RUN}-{next(_utterances)}"
+
+
+def utterance_prefix(channel_id: str) -> str:
+    """What the name of every utterance recorded on the channel starts with (any run)."""
+    return f"{channel_id}-said-"

@@ -212,7 +212,8 @@ class CallJournal:
         )
 
     def leg_answered(self, leg: LegRecord) -> None:
-        leg.answered_at = self.clock()
+        answered_at = leg.answered_at = self.clock()
+        self._emit(lambda: r.LegAnswered(leg.leg_id, answered_at))
         self.note("leg_answered", leg=leg.leg_id, user=leg.user_id)
 
     def leg_ended(self, leg: LegRecord, outcome: LegOutcome, cause: int | None) -> None:

@@ -124,6 +124,17 @@ class LegPlaced:
 
 
 @dataclass(frozen=True, slots=True)
+class LegAnswered:
+    """The responder's phone answered (the leg goes on: whisper, accept or not)."""
+
+    leg_id: str
+    answered_at: datetime
+
+    def __post_init__(self) -> None:
+        _require_aware(answered_at=self.answered_at)
+
+
+@dataclass(frozen=True, slots=True)
 class LegEnded:
     leg_id: str
     ended_at: datetime
@@ -220,6 +231,7 @@ Record: TypeAlias = (
     | CallStarted
     | TimelineEvent
     | LegPlaced
+    | LegAnswered
     | LegEnded
     | AlertStatusChanged
     | AlertEscalated

@@ -36,6 +36,10 @@ from ari_controller.numbers import Number
 
 log = structlog.get_logger(__name__)
 
+# An utterance is recorded for 30 s at most (speech.listen_s): one an earlier run was
+# recording when it died is in Asterisk's store by then.
+EARLIER_UTTERANCES_DONE_S = 35.0
+
 
 @dataclass
 class CallSetup:
@@ -69,6 +73,7 @@ class Controller:
     _side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _hurry: asyncio.Event = field(default_factory=asyncio.Event)
     _unowned_before: set[str] = field(default_factory=set)  # seen by the last sweep
+    _janitor: asyncio.Future[None] | None = None
 
     @property
     def app(self) -> str:
@@ -189,11 +194,36 @@ class Controller:
             if earlier.call_id in self.calls:
                 continue
             self._resume_one(earlier, channels)
+        earlier_channels = {e.caller_channel for e in unfinished} | {
+            leg.leg_id for e in unfinished for leg in e.legs
+        }
+        # Not a side task: shutting down does not wait for its second round.
+        self._janitor = asyncio.ensure_future(self._discard_earlier_utterances(earlier_channels))
         log.info(
             "calls_resumed",
             calls=len(unfinished),
             steps=sorted(earlier.step for earlier in unfinished),
         )
+
+    async def _discard_earlier_utterances(self, channel_ids: set[str]) -> None:
+        """An earlier run deletes each utterance it recorded once heard; one it was listening
+        to when it died stays in Asterisk's store: deleted now, and again once any still
+        being recorded then has ended."""
+        ours = f"-said-{ids.RUN}-"
+        for delay in (0.0, EARLIER_UTTERANCES_DONE_S):
+            await asyncio.sleep(delay)
+            try:
+                stored = await self.ari.list_stored_recordings()
+            except AriError as exc:
+                log.info("earlier_utterances_unlisted", error=str(exc))
+                continue
+            for recording in stored:
+                channel, said, _ = recording.name.partition("-said-")
+                if said and channel in channel_ids and ours not in recording.name:
+                    try:
+                        await self.ari.delete_stored_recording(recording.name)
+                    except AriError as exc:
+                        log.info("earlier_utterance_kept", name=recording.name, error=str(exc))
 
     def _resume_one(self, earlier: Unfinished, channels: dict[str, Channel]) -> None:
         setup = self.setup
@@ -320,6 +350,8 @@ class Controller:
         """Stop taking calls; let calls in progress finish for up to `timeout` seconds, then hand
         the rest back to the dialplan. Returns how many had to be handed back."""
         self.accepting = False
+        if self._janitor is not None:
+            self._janitor.cancel()
         tasks = [call.task for call in self.calls.values()]
         if tasks and not self._hurry.is_set():
             calls_over = asyncio.ensure_future(asyncio.wait(tasks))

@@ -19,6 +19,7 @@ from ari_controller.calls.records import (
     AlertStatusChanged,
     CallEnded,
     CallStarted,
+    LegAnswered,
     LegEnded,
     LegPlaced,
     NotificationQueued,
@@ -108,6 +109,13 @@ def statements(record: Record) -> list[Statement]:
                         record.attempt,
                         record.placed_at,
                     ),
+                )
+            ]
+        case LegAnswered():
+            return [
+                (
+                    "UPDATE call_legs SET answered_at = $2 WHERE id = $1 AND answered_at IS NULL",
+                    (record.leg_id, record.answered_at),
                 )
             ]
         case LegEnded():
