@@ -52,6 +52,11 @@ PLAYBACK_GUARD_S = 180.0
 HANGUP_ATTEMPTS = 3
 HANGUP_RETRY_S = 0.5
 
+# A dial whose connection closed before Asterisk answered (its HTTP session limit, a reset):
+# Asterisk says it dialled with a Dial event within milliseconds; without one by then, the
+# request never reached it and is sent again (dialling twice would end the leg).
+DIAL_PROOF_S = 1.0
+
 
 class LegGone(Exception):
     """The channel hung up or left the application."""
@@ -96,7 +101,11 @@ class Leg:
         self.gone = False
         self.destroyed = False  # Asterisk said ChannelDestroyed: its cause is the final word
         self.in_stasis = False
+        # The far end answered (the channel is Up). For a leg originated with `app=` that is
+        # when it enters Stasis; a created leg is in Stasis while it still rings.
+        self.answered = False
         self.cause: int | None = None
+        self.dialled = False  # Asterisk said it dialled this (created) leg
         self.dialstatus: str | None = None
         self._digits: deque[str] = deque()
         self._extra_ids: set[str] = set()
@@ -108,6 +117,8 @@ class Leg:
     def _note(self, event: AriEvent) -> None:
         kind = event.type
         if event.channel_id == self.id:
+            if event.channel_state == "Up" or (kind == "Dial" and event.dialstatus == "ANSWER"):
+                self.answered = True
             if kind == "StasisStart":
                 self.in_stasis = True
             elif kind in _GONE:
@@ -118,8 +129,10 @@ class Leg:
                     self.destroyed = True
                 if event.cause is not None and (self.cause is None or kind == "ChannelDestroyed"):
                     self.cause = event.cause
-            elif kind == "Dial" and event.dialstatus:
-                self.dialstatus = event.dialstatus
+            elif kind == "Dial":
+                self.dialled = True
+                if event.dialstatus:
+                    self.dialstatus = event.dialstatus
 
     def wake(self) -> None:
         """The events websocket came back: events in the gap were lost, so whatever waits on
@@ -199,25 +212,39 @@ class Leg:
     # ---- waits ------------------------------------------------------------------------------
 
     async def wait_answered(self, limit: float) -> bool:
-        """For a leg originated with `app=`: True once it entered the application (answered);
-        False when it was destroyed unanswered, or `limit` seconds passed."""
+        """True once the far end answered (a created leg goes Up; one originated with `app=`
+        enters the application Up); False when it was destroyed unanswered, or `limit`
+        seconds passed."""
         deadline = time.monotonic() + limit
-        while True:
+        while not self.answered:
+            if self.destroyed:
+                return False
             event = await self._wait_event(deadline, raise_gone=False)
             if event is None:
                 return False  # the responder did not answer within the ring timeout
-            if event.type == "StasisStart" and event.channel_id == self.id:
-                return True
             if event.type == "ChannelDestroyed" and event.channel_id == self.id:
                 return False
             if event.type == RECONNECTED:
-                # The StasisStart of an answer may have been lost in the gap.
+                # The answer may have been lost in the gap: Asterisk says how the channel is.
                 if event.channel_state == "Up":
-                    # Originated with `app=`, an answered leg is in the application.
-                    self.in_stasis = True
-                    return True
-                if self.gone:
+                    # Up and still ours (a leg originated with `app=` entered the application).
+                    self.answered = self.in_stasis = True
+                elif self.gone:
                     return False  # Asterisk no longer has the channel
+        return True
+
+    async def dial(self, ring_timeout_s: float) -> None:
+        """Ring a leg created in the application; Asterisk ends it after `ring_timeout_s`."""
+        await self.ari.dial(self.id, timeout=ring_timeout_s, went_through=self._dialled)
+
+    async def _dialled(self) -> bool:
+        """After the dial's connection closed: Asterisk says it dialled with a Dial event
+        within milliseconds; without one by then, the request never reached it."""
+        deadline = time.monotonic() + DIAL_PROOF_S
+        while not (self.dialled or self.gone):
+            if await self._wait_event(deadline, raise_gone=False) is None:
+                break
+        return self.dialled or self.gone
 
     async def wait_digit(self, timeout: float) -> str | None:
         """The next key the far end presses, or None when `timeout` passes without one."""

@@ -16,7 +16,7 @@ import structlog
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.errors import AriError
 from ari_controller.ari.events import EventRouter
-from ari_controller.ari.models import AriEvent, Channel
+from ari_controller.ari.models import Application, AriEvent, Bridge, Channel
 from ari_controller.calls import ids
 from ari_controller.calls.arrival import Arrival
 from ari_controller.calls.context import CallContext, Durable, Planner, Prompts, not_kept
@@ -39,6 +39,15 @@ log = structlog.get_logger(__name__)
 # An utterance is recorded for 30 s at most (speech.listen_s): one an earlier run was
 # recording when it died is in Asterisk's store by then.
 EARLIER_UTTERANCES_DONE_S = 35.0
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """The application, the channels and the bridges, as Asterisk listed them just now."""
+
+    application: Application
+    channels: list[Channel]
+    bridges: list[Bridge]
 
 
 @dataclass
@@ -74,6 +83,7 @@ class Controller:
     _hurry: asyncio.Event = field(default_factory=asyncio.Event)
     _unowned_before: set[str] = field(default_factory=set)  # seen by the last sweep
     _janitor: asyncio.Future[None] | None = None
+    _to_resume: list[Unfinished] = field(default_factory=list)  # not yet picked up
 
     @property
     def app(self) -> str:
@@ -172,24 +182,31 @@ class Controller:
         if is_reconnect:
             for call in list(self.calls.values()):
                 call.wake()
-        if unfinished:
-            await self._resume(unfinished)
-        for channel in await self._unowned_channels():
+        self._to_resume.extend(unfinished)
+        found = await self._look()
+        if found is None:
+            if self._to_resume:
+                # Without knowing who is still there nothing is resumed: the next sweep tries.
+                log.error("resume_failed", calls=len(self._to_resume))
+            return
+        self._resume_waiting(found)
+        for channel in self._unowned_in(found):
             self._adopt(channel)
+
+    def _resume_waiting(self, found: Listing) -> None:
+        # Before anything runs: the calls picked up own their channels when the rest of the
+        # same listing is looked at.
+        if self._to_resume:
+            unfinished, self._to_resume = self._to_resume, []
+            self._resume(unfinished, found.channels)
 
     # ---- calls an earlier run left unfinished -------------------------------------------------
 
-    async def _resume(self, unfinished: Sequence[Unfinished]) -> None:
+    def _resume(self, unfinished: Sequence[Unfinished], listed: list[Channel]) -> None:
         """Each call goes on where its record says it was, with what Asterisk still has of
         it: its caller (or the caller is gone: the call ends as that hang-up would have), its
         legs still ringing or answered, its bridge."""
-        try:
-            channels = {channel.id: channel for channel in await self.ari.list_channels()}
-        except AriError as exc:
-            # Without knowing who is still there, nothing can be resumed safely: the callers
-            # are taken as new calls by the reconciliation that follows.
-            log.error("resume_failed", error=str(exc), calls=len(unfinished))
-            return
+        channels = {channel.id: channel for channel in listed}
         for earlier in unfinished:
             if earlier.call_id in self.calls:
                 continue
@@ -273,6 +290,7 @@ class Controller:
                 continue
             leg = Leg(channel_id, self.ari, self.router)
             leg.in_stasis = self._in_our_stasis(channel)
+            leg.answered = channel.state == "Up"
             ctx.responder_legs[channel_id] = leg
         if earlier.step == "connected":
             ctx.bridge_id = earlier.bridge or ids.bridge_id(earlier.call_id)
@@ -287,7 +305,10 @@ class Controller:
         StasisStart lost or mishandled would otherwise leave a caller in silence). Seen once
         is not enough: a channel whose StasisStart is on its way is unowned for an instant.
         Returns how many were adopted."""
-        unowned = await self._unowned_channels()
+        found = await self._look()
+        if found is not None:
+            self._resume_waiting(found)
+        unowned = self._unowned_in(found) if found is not None else []
         adopted = [channel for channel in unowned if channel.id in self._unowned_before]
         self._unowned_before = {channel.id for channel in unowned} - {c.id for c in adopted}
         for channel in adopted:
@@ -303,9 +324,8 @@ class Controller:
             and channel.dialplan_app_data.split(",", 1)[0] == self.app
         )
 
-    async def _unowned_channels(self) -> list[Channel]:
-        """Channels in Stasis in the application that no call owns, but for conversations in a
-        bridge."""
+    async def _look(self) -> Listing | None:
+        """What is in the application now, as Asterisk lists it (None when it would not)."""
         try:
             application = await self.ari.get_application(self.app)
             channels = await self.ari.list_channels()
@@ -313,11 +333,16 @@ class Controller:
         except AriError as exc:
             # Without the bridges a conversation would look like a caller to greet: next time.
             log.warning("reconcile_failed", error=str(exc))
-            return []
-        in_app = set(application.channel_ids)
-        bridge_of = {c: bridge for bridge in bridges for c in bridge.channels}
+            return None
+        return Listing(application, channels, bridges)
+
+    def _unowned_in(self, found: Listing) -> list[Channel]:
+        """Channels in Stasis in the application that no call owns, but for conversations in a
+        bridge."""
+        in_app = set(found.application.channel_ids)
+        bridge_of = {c: bridge for bridge in found.bridges for c in bridge.channels}
         unowned = []
-        for channel in channels:
+        for channel in found.channels:
             if channel.id not in in_app or self.router.owner(channel.id) is not None:
                 continue
             if not self._in_our_stasis(channel):
@@ -330,7 +355,7 @@ class Controller:
                 log.info("connected_call_left_alone", channel=channel.id)
             else:
                 # Such a conversation whose other side hung up: end it as its call would have.
-                ours = bridge.id in application.bridge_ids
+                ours = bridge.id in found.application.bridge_ids
                 self._side(end_left_conversation(self.ari, channel.id, bridge.id if ours else None))
         return unowned
 

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import re
 from pathlib import Path
 
 from ari_controller.simulator.audio import Audio, read_wav
@@ -559,16 +561,23 @@ def create(ast: Asterisk, params: dict[str, str]) -> Channel:
     _check_endpoint(endpoint)
     # Unlike POST /channels, an unknown originator is no error here: it is left out.
     originator, formats = _originator_and_formats(ast, params, unknown_originator_fails=False)
+    variables = json.loads(params.get("__variables") or "{}")
     call = _make_pair(
         ast,
         endpoint,
         "create",
         params.get("channelId"),
         params.get("otherChannelId"),
-        ("", ""),
+        _party(variables, "CALLERID"),
         originator,
         formats,
     )
+    # As Asterisk sets the body's variables (functions too) on the new channel: both halves
+    # show the caller ID and connected line they set (probed on 22.10.1).
+    connected = _party(variables, "CONNECTEDLINE")
+    for half in (call.one, call.two):
+        half.connected = connected
+    call.one.variables.update({k: str(v) for k, v in variables.items() if _PARTY.match(k) is None})
     call.app = app
     call.app_args = _args(params.get("appArgs", ""))
     call.one.apps.add(app)
@@ -613,6 +622,22 @@ def dial(ast: Asterisk, channel: Channel, params: dict[str, str]) -> None:
         return
     call.start_timer(_float(params.get("timeout"), 0.0), "dial")
     call.start_script()
+
+
+_PARTY = re.compile(r"^(?P<what>CALLERID|CONNECTEDLINE)\((?P<part>name|num)(,i)?\)$")
+
+
+def _party(variables: dict[str, object], what: str) -> tuple[str, str]:
+    """(name, number) the CALLERID(...) or CONNECTEDLINE(...) variables set."""
+    name = number = ""
+    for key, value in variables.items():
+        found = _PARTY.match(key)
+        if found is not None and found["what"] == what:
+            if found["part"] == "name":
+                name = str(value)
+            else:
+                number = str(value)
+    return name, number
 
 
 def _args(text: str) -> list[str]:
