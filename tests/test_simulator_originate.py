@@ -186,3 +186,33 @@ async def test_create_ignores_an_unknown_originator_and_subscribes_a_known_one(
     # The app now hears about the caller after it leaves Stasis, until it is gone.
     await ari.rest("DELETE", f"/channels/{caller}")
     await ari.wait_type("ChannelDestroyed", caller)
+
+
+async def test_create_sets_the_caller_id_and_connected_line_its_variables_name(
+    simulator: Simulator, ari: AriTestClient
+) -> None:
+    """As probed on Asterisk 22.10.1: CALLERID(...) and CONNECTEDLINE(...,i) in the body's
+    variables show on both halves of a created Local leg, the others are channel variables."""
+    variables = {
+        "CALLERID(name)": "Acme Desk",
+        "CALLERID(num)": "101",
+        "CONNECTEDLINE(name,i)": "Acme Desk",
+        "CONNECTEDLINE(num,i)": "101",
+        "TEAM": "dba",
+    }
+    status, body = await ari.rest(
+        "POST",
+        "/channels/create",
+        endpoint="Local/accept@responders",
+        app=SIM_APP,
+        channelId="leg-cid",
+        json={"variables": variables},
+    )
+    assert status == 200
+    party = {"name": "Acme Desk", "number": "101"}
+    assert (body["caller"], body["connected"]) == (party, party)
+    for half in ("leg-cid", "leg-cid;2"):
+        live = _live(simulator, half)
+        assert (live["caller"], live["connected"]) == (party, party), half
+    status, body = await ari.rest("GET", "/channels/leg-cid/variable", variable="TEAM")
+    assert (status, body) == (200, {"value": "dba"})
