@@ -56,6 +56,8 @@ HANGUP_RETRY_S = 0.5
 # Asterisk says it dialled with a Dial event within milliseconds; without one by then, the
 # request never reached it and is sent again (dialling twice would end the leg).
 DIAL_PROOF_S = 1.0
+# A created leg enters Stasis within milliseconds; past this the dial is tried anyway.
+STASIS_ENTRY_S = 2.0
 
 
 class LegGone(Exception):
@@ -234,7 +236,15 @@ class Leg:
         return True
 
     async def dial(self, ring_timeout_s: float) -> None:
-        """Ring a leg created in the application; Asterisk ends it after `ring_timeout_s`."""
+        """Ring a leg created in the application; Asterisk ends it after `ring_timeout_s`.
+
+        Asterisk answers the create before the leg is in Stasis (its StasisStart comes from
+        another thread), and refuses a dial until it is: the dial waits for the StasisStart."""
+        deadline = time.monotonic() + STASIS_ENTRY_S
+        while not self.in_stasis:
+            if self.gone or await self._wait_event(deadline, raise_gone=False) is None:
+                # Never entered the application (or already gone): Asterisk says why.
+                break
         await self.ari.dial(self.id, timeout=ring_timeout_s, went_through=self._dialled)
 
     async def _dialled(self) -> bool:

@@ -363,7 +363,9 @@ class AriRoutes:
         return _no_content()
 
     async def dial(self, request: web.Request) -> web.Response:
-        channel = self._channel(request)
+        # Asterisk's create answers before the leg has entered Stasis (its StasisStart comes
+        # from another thread): a dial sent before then is refused with 409.
+        channel = self.ast.stasis_channel(request.match_info["id"])
         localcalls.dial(self.ast, channel, await _params(request))
         return _no_content()
 
