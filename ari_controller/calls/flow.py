@@ -207,12 +207,16 @@ async def call_responders(
         plan = ctx.planner(route.policy, ctx.clock(), ctx.rng)
         mode = route.mode or ctx.number.mode
         ctx.journal.note("plan", **plan_note(plan, mode))
-    # The choice and the plan outlive a restart before anyone hears of them.
-    await ctx.durable()
+    # The choice and the plan outlive a restart before anyone is rung (the caller hears
+    # "please hold" meanwhile: the wait costs the caller nothing).
+    kept = asyncio.ensure_future(ctx.durable())
+    try:
+        if plan.responders and earlier is None:
+            await ctx.caller.play(ctx.say("please_hold"))
+    finally:
+        await kept
     if not plan.responders:
         return None
-    if earlier is None:
-        await ctx.caller.play(ctx.say("please_hold"))
     progress = HuntProgress(list(ctx.journal.legs))
     hunt = asyncio.ensure_future(
         hunt_simultaneous(ctx, plan, progress)

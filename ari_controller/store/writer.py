@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import heapq
 import itertools
 import random
 import time
@@ -121,7 +122,11 @@ class StoreWriter:
 
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wake = asyncio.Event()
-        self._progress = asyncio.Condition()
+        # Who waits for which count of completed records (a heap: the nearest first), so a
+        # completion wakes only those it concerns, however many calls wait at once.
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._waiter_numbers = itertools.count()
+        self._spooling = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._pool: Any = None
         self._stopping = False
@@ -190,9 +195,12 @@ class StoreWriter:
     async def flush(self, timeout: float) -> bool:
         """Wait until everything submitted so far is written (or rejected); False on timeout."""
         target = self._submitted
+        if self._completed_count >= target:
+            return True
+        done = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._waiters, (target, next(self._waiter_numbers), done))
         try:
-            async with asyncio.timeout(timeout), self._progress:
-                await self._progress.wait_for(lambda: self._completed_count >= target)
+            await asyncio.wait_for(done, timeout)
         except TimeoutError:
             return False
         return True
@@ -205,10 +213,7 @@ class StoreWriter:
         While the database is failing, nothing waits for it: the records go to the file."""
         if self.consecutive_failures == 0 and await self.flush(timeout):
             return "database"
-        await self._spool_pending()
-        if any(not entry.spooled for entry in self._queue):
-            return "memory"
-        return "spool"
+        return "spool" if await self._spool_pending() else "memory"
 
     async def close(self, timeout: float = 5.0) -> bool:
         """Flush for up to `timeout`, then stop; what is still pending stays in the spool."""
@@ -351,8 +356,11 @@ class StoreWriter:
         else:
             self.rejected += count
         self._completed_count += count
-        async with self._progress:
-            self._progress.notify_all()
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= self._completed_count:
+            done = heapq.heappop(waiters)[2]
+            if not done.done():  # (one whose wait timed out is cancelled)
+                done.set_result(None)
 
     def _report(self, latency_s: float, *, ok: bool) -> None:
         if ok:
@@ -380,15 +388,20 @@ class StoreWriter:
     # pending.jsonl may also hold records written since (replaying them is harmless); it is
     # emptied whenever the queue drains.
 
-    async def _spool_pending(self) -> None:
-        unspooled = [entry for entry in self._queue if not entry.spooled]
-        if not unspooled:
-            return
-        try:
-            await asyncio.to_thread(self._spool_unspooled, unspooled)
-        except Exception as exc:
-            # The records are still in memory; the next attempt spools them again.
-            _log("error", "store_spool_failed", error=str(exc), pending=len(self._queue))
+    async def _spool_pending(self) -> bool:
+        """Every pending record into the spool file; False when the file could not take them."""
+        # One at a time: calls waiting for durability and the retry loop all come here.
+        async with self._spooling:
+            unspooled = [entry for entry in self._queue if not entry.spooled]
+            if not unspooled:
+                return True
+            try:
+                await asyncio.to_thread(self._spool_unspooled, unspooled)
+            except Exception as exc:
+                # The records are still in memory; the next attempt spools them again.
+                _log("error", "store_spool_failed", error=str(exc), pending=len(self._queue))
+                return False
+            return True
 
     def _spool_unspooled(self, entries: list[_Pending]) -> None:
         todo = [entry for entry in entries if not entry.spooled]
