@@ -636,34 +636,6 @@ async def test_a_dial_is_never_repeated(fake: FakeAri) -> None:
     assert counted == [RepeatedRequest.GAVE_UP]
 
 
-async def test_a_dial_is_sent_again_only_when_asterisk_says_the_first_never_came(
-    fake: FakeAri,
-) -> None:
-    """A created leg's dial lost with its connection (Asterisk past its session limit) is
-    sent again when no Dial event came; one that came means it rings: never a second dial."""
-    counted: list[RepeatedRequest] = []
-    checks: list[bool] = []
-
-    def check(answer: bool) -> Callable[[], Awaitable[bool]]:
-        async def went_through() -> bool:
-            checks.append(answer)
-            return answer
-
-        return went_through
-
-    async with AriClient(
-        fake.base_url, USER, PASSWORD, request_timeout=2.0, on_closed_connection=counted.append
-    ) as ari:
-        fake.cut_connections = 1
-        await ari.dial("leg-1", timeout=20, went_through=check(False))
-        assert len(fake.seen("POST", "/channels/leg-1/dial")) == 2
-        fake.cut_connections = 1
-        await ari.dial("leg-2", timeout=20, went_through=check(True))
-        assert len(fake.seen("POST", "/channels/leg-2/dial")) == 1
-    assert checks == [False, True]
-    assert RepeatedRequest.GAVE_UP not in counted
-
-
 async def test_repeats_end_with_an_error_when_connections_keep_closing(fake: FakeAri) -> None:
     counted: list[RepeatedRequest] = []
     async with AriClient(

@@ -23,7 +23,7 @@ import base64
 import enum
 import json
 import math
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -48,8 +48,6 @@ from ari_controller.ari.models import (
 )
 
 ParamValue = str | int | float | bool | None
-WentThrough = Callable[[], Awaitable[bool]]
-"""After a closed connection: whether the request reached Asterisk after all."""
 _Answer = tuple[int, bytes, str]  # status, body, content type
 
 # Asterisk's HTTP server closes idle keep-alive connections after 15 s (http.conf
@@ -68,10 +66,7 @@ class Repeat(enum.Enum):
     The request may or may not have reached Asterisk; only a repeat that cannot act twice is
     sent again."""
 
-    NEVER = "never"  # a second one could do it twice
-    # Sent again only when the caller's check (Asterisk's own event) says the first one did
-    # not go through (a dial: dialling a leg twice would end it).
-    CONFIRMED = "confirmed"
+    NEVER = "never"  # a second one could do it twice (a dial)
     SAFE = "safe"  # reads, and requests whose repeat changes nothing (hang-up: 404 once gone)
     # Names what it creates with our id: 409 on a repeat means the first went through (where
     # Asterisk does not refuse a reused id, a probe GET looks before the repeat).
@@ -188,7 +183,6 @@ class AriClient:
         raw: bool = False,
         repeat: Repeat = Repeat.NEVER,
         probe: str | None = None,
-        went_through: WentThrough | None = None,
     ) -> Any:
         """Send one request; the decoded JSON answer (or bytes with `raw`), None when empty.
 
@@ -204,9 +198,7 @@ class AriClient:
             # asyncio.timeout also covers reading the body, which ClientTimeout alone would not
             # bound if a caller held the response open.
             async with asyncio.timeout(self.request_timeout):
-                answer = await self._send_repeating(
-                    method, path, url, query, body, repeat, probe, went_through
-                )
+                answer = await self._send_repeating(method, path, url, query, body, repeat, probe)
         except TimeoutError as exc:
             raise AriTimeout(method, path, f"no answer within {self.request_timeout} s") from exc
         status, payload, content_type = answer
@@ -234,7 +226,6 @@ class AriClient:
         body: Mapping[str, Any] | None,
         repeat: Repeat,
         probe: str | None,
-        went_through: WentThrough | None = None,
     ) -> _Answer:
         """The answer to the request, sent again on a closed connection where `repeat` allows."""
         pauses = iter(REPEAT_BACKOFF_S if repeat is not Repeat.NEVER else ())
@@ -247,11 +238,6 @@ class AriClient:
                     if answer[0] == 409 and repeated and repeat is Repeat.BY_OUR_ID:
                         return (204, b"", "")  # the first one went through before its close
                     return answer
-                if went_through is not None:
-                    if await went_through():
-                        return (204, b"", "")  # the first one went through before its close
-                    resend = True
-                    continue
                 if probe is not None:
                     found = await self._send("GET", URL(self._base_url + probe, encoded=True))
                     if found[0] == 200:
@@ -270,9 +256,8 @@ class AriClient:
                     raise AriUnreachable(method, path, str(exc) or type(exc).__name__) from exc
                 self._count(RepeatedRequest.REPEATED)
                 repeated = True
-                # With a probe or a check, look first; without, the rule says a resend is
-                # harmless.
-                resend = probe is None and went_through is None
+                # With a probe, look first; without one, the rule says a resend is harmless.
+                resend = probe is None
                 await asyncio.sleep(pause)
                 continue
             # The probe answered neither "there" nor "absent": nothing safe left to do.
@@ -403,21 +388,11 @@ class AriClient:
         *,
         caller: str | None = None,
         timeout: float | None = None,  # ARI's ringing timeout, in whole seconds
-        went_through: WentThrough | None = None,
     ) -> None:
-        """Ring a created leg. Without `timeout` Asterisk rings forever: always pass one.
-
-        Sent again after a closed connection only when `went_through()` (e.g. waiting for the
-        leg's Dial event) says the first one did not reach Asterisk: a second dial of a
-        ringing leg would end it."""
+        """Ring a created leg. Without `timeout` Asterisk rings forever: always pass one."""
         params = {"caller": caller, "timeout": whole_seconds(timeout)}
-        await self._request(
-            "POST",
-            f"/channels/{_seg(channel_id)}/dial",
-            params,
-            repeat=Repeat.CONFIRMED if went_through is not None else Repeat.NEVER,
-            went_through=went_through,
-        )
+        # Never repeated: whether a second dial of a ringing leg is refused is not ours to bet on.
+        await self._request("POST", f"/channels/{_seg(channel_id)}/dial", params)
 
     async def answer(self, channel_id: str) -> None:
         await self._request("POST", f"/channels/{_seg(channel_id)}/answer", repeat=Repeat.SAFE)

@@ -7,22 +7,10 @@ one that has just rung.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from ari_controller.ari.models import AriEvent, Channel
 from ari_controller.calls.ids import NOTIFICATION_ARG, RESPONDER_ARG
-
-_NAME_AND_NUMBER = re.compile(r'^\s*"?(?P<name>[^"<]*?)"?\s*<(?P<number>[^>]*)>\s*$')
-
-
-def split_caller_id(caller_id: str) -> tuple[str, str]:
-    """(name, number) from `"Name" <number>` (as `Arrival.caller_id` gives it) or a bare
-    number."""
-    found = _NAME_AND_NUMBER.match(caller_id)
-    if found is None:
-        return "", caller_id.strip()
-    return found["name"].strip(), found["number"].strip()
 
 
 @dataclass(frozen=True, slots=True)

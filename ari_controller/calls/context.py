@@ -11,7 +11,6 @@ from typing import Any, Literal, Protocol
 
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventRouter
-from ari_controller.calls.arrival import split_caller_id
 from ari_controller.calls.journal import CallJournal, Clock
 from ari_controller.calls.leg import Leg
 from ari_controller.numbers import Number, Route
@@ -69,14 +68,6 @@ class CallContext:
     # Set once the accepting responder is in the bridge with the caller (or the call is over):
     # the other responders are let go after it, so they never delay the connection.
     connected: asyncio.Event = field(default_factory=asyncio.Event)
-
-    @property
-    def caller_name(self) -> str:
-        return split_caller_id(self.caller_id)[0]
-
-    @property
-    def caller_number(self) -> str:
-        return split_caller_id(self.caller_id)[1]
 
     @property
     def language(self) -> str:

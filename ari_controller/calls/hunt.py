@@ -1,7 +1,7 @@
 """Calling responders until one accepts: one at a time, or everyone at once.
 
-Each responder leg is created in the application (`POST /channels/create`), then dialled with
-Asterisk's own ring timeout (`dial?timeout=`), with a local guard on top.
+Each responder leg is originated with `POST /channels?app=`: it enters the application only when
+answered, and the ring timeout is Asterisk's own (`timeout`), with a local guard on top.
 """
 
 from __future__ import annotations
@@ -57,20 +57,10 @@ class Accepted:
     responder: Responder
 
 
-def _caller_id_shown(ctx: CallContext) -> dict[str, str]:
-    """What the responder's phone shows: the caller, or the hotline's own number. Set as
-    both caller ID and connected line, as an originate's `callerId` is (without `i`, setting
-    the connected line would send an update to a channel not yet dialled)."""
+def _caller_id_for_responder(ctx: CallContext) -> str:
     if ctx.number.responders.caller_id == "number":
-        name, number = ctx.number.name, ctx.number.did
-    else:
-        name, number = ctx.caller_name, ctx.caller_number
-    return {
-        "CALLERID(name)": name,
-        "CALLERID(num)": number,
-        "CONNECTEDLINE(name,i)": name,
-        "CONNECTEDLINE(num,i)": number,
-    }
+        return f'"{ctx.number.name}" <{ctx.number.did}>'
+    return ctx.caller_id
 
 
 async def ring(
@@ -150,22 +140,19 @@ async def _place(
     ctx.journal.leg_placed(record)
     try:
         await ctx.durable()  # before Asterisk rings anyone
-        # Created in the application, then dialled: the leg is ours while it rings, so an
-        # answer while the controller is away (reconnecting, restarting) keeps it, Up.
-        await ctx.ari.create_channel(
+        await ctx.ari.originate(
             contact,
             channel_id=leg_id,
             app=ctx.app,
             app_args=ids.responder_app_args(ctx.call_id),
+            caller_id=_caller_id_for_responder(ctx),
+            timeout=ctx.number.responders.ring_timeout_s,
             # As Dial does: the leg takes the caller's formats (without them Asterisk may
             # pick one that costs ten times the CPU) and linkedid (CDR/CEL tie the legs).
             originator=ctx.caller.id,
-            variables=_caller_id_shown(ctx),
         )
-        await leg.dial(ctx.number.responders.ring_timeout_s)
     except AriError as exc:
         log.warning("originate_failed", leg=leg_id, contact=contact, error=str(exc))
-        await leg.hangup()  # created but not dialled: nothing rings, nothing is left
         leg.originate_failed()
         ctx.journal.leg_ended(record, LegOutcome.FAILED, None)
         return LegOutcome.FAILED

@@ -52,13 +52,6 @@ PLAYBACK_GUARD_S = 180.0
 HANGUP_ATTEMPTS = 3
 HANGUP_RETRY_S = 0.5
 
-# A dial whose connection closed before Asterisk answered (its HTTP session limit, a reset):
-# Asterisk says it dialled with a Dial event within milliseconds; without one by then, the
-# request never reached it and is sent again (dialling twice would end the leg).
-DIAL_PROOF_S = 1.0
-# A created leg enters Stasis within milliseconds; past this the dial is tried anyway.
-STASIS_ENTRY_S = 2.0
-
 
 class LegGone(Exception):
     """The channel hung up or left the application."""
@@ -107,7 +100,6 @@ class Leg:
         # when it enters Stasis; a created leg is in Stasis while it still rings.
         self.answered = False
         self.cause: int | None = None
-        self.dialled = False  # Asterisk said it dialled this (created) leg
         self.dialstatus: str | None = None
         self._digits: deque[str] = deque()
         self._extra_ids: set[str] = set()
@@ -131,10 +123,8 @@ class Leg:
                     self.destroyed = True
                 if event.cause is not None and (self.cause is None or kind == "ChannelDestroyed"):
                     self.cause = event.cause
-            elif kind == "Dial":
-                self.dialled = True
-                if event.dialstatus:
-                    self.dialstatus = event.dialstatus
+            elif kind == "Dial" and event.dialstatus:
+                self.dialstatus = event.dialstatus
 
     def wake(self) -> None:
         """The events websocket came back: events in the gap were lost, so whatever waits on
@@ -234,27 +224,6 @@ class Leg:
                 elif self.gone:
                     return False  # Asterisk no longer has the channel
         return True
-
-    async def dial(self, ring_timeout_s: float) -> None:
-        """Ring a leg created in the application; Asterisk ends it after `ring_timeout_s`.
-
-        Asterisk answers the create before the leg is in Stasis (its StasisStart comes from
-        another thread), and refuses a dial until it is: the dial waits for the StasisStart."""
-        deadline = time.monotonic() + STASIS_ENTRY_S
-        while not self.in_stasis:
-            if self.gone or await self._wait_event(deadline, raise_gone=False) is None:
-                # Never entered the application (or already gone): Asterisk says why.
-                break
-        await self.ari.dial(self.id, timeout=ring_timeout_s, went_through=self._dialled)
-
-    async def _dialled(self) -> bool:
-        """After the dial's connection closed: Asterisk says it dialled with a Dial event
-        within milliseconds; without one by then, the request never reached it."""
-        deadline = time.monotonic() + DIAL_PROOF_S
-        while not (self.dialled or self.gone):
-            if await self._wait_event(deadline, raise_gone=False) is None:
-                break
-        return self.dialled or self.gone
 
     async def wait_digit(self, timeout: float) -> str | None:
         """The next key the far end presses, or None when `timeout` passes without one."""

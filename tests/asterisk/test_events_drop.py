@@ -172,6 +172,18 @@ class Precondition(RuntimeError):
     """The scenario did not happen as staged (a failure of the test, not the expected one)."""
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "controller: responder legs are originated with `POST /channels?app=`, which enter "
+        "Stasis only on answer; a responder who answers while the events websocket is down "
+        "is hung up by Asterisk at once (ChannelDestroyed cause 0: the app has no websocket), "
+        "the leg is recorded `failed` and the caller is told nobody is available. "
+        "`/channels/create` + `/dial` would have the leg in Stasis while it rings, and passed "
+        "this test, but nearly doubled Asterisk's CPU per call (see the README's known limit)"
+    ),
+)
 def test_a_responder_who_answers_while_events_are_lost_is_still_connected(
     stack: RealStack,
 ) -> None:
@@ -188,8 +200,6 @@ def test_a_responder_who_answers_while_events_are_lost_is_still_connected(
     answered = answered_at(stack, leg)
     if answered is None or not cut_at < answered < back_at:
         raise Precondition(f"the answer was not in the gap\n{story}")
-    # The leg was created in the application before it rang: answered while no events came,
-    # it stayed there, Up, and was asked to accept once the events were back.
     assert view.outcomes == ["accepted"], story
     assert view.alert["ended_reason"] == "connected"
     assert view.alert["acknowledged_by"] == "answers-in-gap"
