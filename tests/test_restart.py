@@ -1,6 +1,6 @@
 """`ari-controller run` SIGKILLed with calls in every phase, started again 2 s later.
 
-Nine calls are in progress at the kill (greeting, sequential and simultaneous ringing, a
+Ten calls are in progress at the kill (greeting, menu, sequential and simultaneous ringing, a
 responder hearing the whisper, two conversations, two voicemails being recorded, a caller on
 hold); three of the callers hang up while no daemon runs. The simulated Asterisk keeps them
 all, as a real one does (channels stay in Stasis, media and recordings go on, events are
@@ -45,6 +45,7 @@ LATER_S = 16
 SCRIPTS: dict[str, list[Any]] = {
     # callers of number 300 (the test hangs up some of them while no daemon runs)
     "in_greeting": ["answer", {"wait": LATER_S}, {"dtmf": "1"}, {"wait": 6}, "hangup"],
+    "in_menu": ["answer", {"wait": LATER_S + 10}, {"dtmf": "1"}, {"wait": 6}, "hangup"],
     "to_slow": ["answer", {"wait": 1}, {"dtmf": "2"}, {"wait": LATER_S + 8}, "hangup"],
     "to_both": ["answer", {"wait": 1}, {"dtmf": "3"}, {"wait": LATER_S + 8}, "hangup"],
     "to_whisper": ["answer", {"wait": 1}, {"dtmf": "4"}, {"wait": LATER_S + 8}, "hangup"],
@@ -155,7 +156,7 @@ async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
     try:
         await first.start()
         calls = {
-            "greeting": await place_call(sim, "in_greeting", "300"),
+            "menu": await place_call(sim, "in_menu", "300"),
             "sequential": await place_call(sim, "to_slow", "300"),
             "simultaneous": await place_call(sim, "to_both", "300"),
             "whisper": await place_call(sim, "to_whisper", "300"),
@@ -188,8 +189,18 @@ async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
         )
         whisper_leg = live_legs("whisperer")[0]
         await wait_until(lambda: bool(sim.media(whisper_leg.id)), 5, "the whisper playing")
-        greeting_media = len(sim.media(calls["greeting"]))
+
+        def prompts_over(caller: str) -> bool:
+            heard = sim.media(caller)
+            return bool(heard) and all(item["ended"] is not None for item in heard)
+
+        await wait_until(lambda: prompts_over(calls["menu"]), 15, "the menu caller's choice")
+        # One more caller, still hearing the greeting when the daemon dies.
+        calls["greeting"] = await place_call(sim, "in_greeting", "300")
+        await wait_until(lambda: bool(sim.media(calls["greeting"])), 5, "the greeting")
         await asyncio.sleep(1.0)  # a second of each message is recorded before the crash
+        assert not prompts_over(calls["greeting"])
+        heard_before = {phase: len(sim.media(calls[phase])) for phase in ("greeting", "menu")}
 
         killed_at = ast.clock.now()
         await first.kill()
@@ -203,7 +214,7 @@ async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
         await second.start()
         picked_up = time.monotonic() - started
         resumed = await second.wait_log("calls_resumed", timeout=5)
-        assert resumed["calls"] == 9, resumed
+        assert resumed["calls"] == 10, resumed
 
         async def all_ended() -> bool:
             alerts = await alerts_by_channel(database)
@@ -238,6 +249,7 @@ async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
 
     ended = {phase: alert(phase)["ended_reason"] for phase in calls}
     assert ended == {
+        "menu": "connected",
         "greeting": "connected",
         "sequential": "connected",
         "simultaneous": "connected",
@@ -253,9 +265,11 @@ async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
         seqs = [event["seq"] for event in alert(phase)["calls"][0]["timeline"]]
         assert seqs == list(range(1, len(seqs) + 1)), (phase, seqs)  # one timeline, no gaps
 
-    # The caller in the greeting chose after the restart, without hearing the greeting again.
-    assert legs("greeting") == [("quinn", "accepted")]
-    assert alert("greeting")["acknowledged_by"] == "quinn"
+    # The callers in the greeting and in the menu chose after the restart, without hearing
+    # the greeting again.
+    for phase in ("greeting", "menu"):
+        assert legs(phase) == [("quinn", "accepted")], phase
+        assert alert(phase)["acknowledged_by"] == "quinn"
     # The ringing legs were adopted, not rung again: the same responder picks up the call.
     assert legs("sequential") == [("sam", "accepted")]
     assert sorted(legs("simultaneous")) == [("nora", "taken_by_other"), ("sue", "accepted")]
@@ -282,7 +296,7 @@ async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
     # Without a driver: every caller still there hears something again soon after restart.
     silent = {
         phase: media_after(sim, calls[phase], restarted_at)
-        for phase in ("greeting", "sequential", "simultaneous", "whisper", "recording")
+        for phase in ("greeting", "menu", "sequential", "simultaneous", "whisper", "recording")
     }
     print(
         f"\nkilled at {killed_at:.2f}, restarted {GAP_S} s later, calls picked up"
@@ -292,10 +306,11 @@ async def test_a_daemon_killed_mid_call_picks_every_call_up_where_it_was(
     for phase, wait in silent.items():
         assert wait is not None and wait < 3.0, (phase, wait)
     # The greeting was not played again after the restart: the menu was.
-    heard = sim.media(calls["greeting"])
-    greeting_uri = heard[0]["media"]
-    replayed = [item["media"] for item in heard[greeting_media:]]
-    assert replayed and greeting_uri not in replayed, (greeting_uri, replayed)
+    for phase in ("greeting", "menu"):
+        heard = sim.media(calls[phase])
+        greeting_uri = heard[0]["media"]
+        replayed = [item["media"] for item in heard[heard_before[phase] :]]
+        assert replayed and greeting_uri not in replayed, (phase, greeting_uri, replayed)
 
 
 @pytest.mark.timeout(60)
