@@ -22,6 +22,7 @@ import aiohttp
 import pytest
 
 from ari_controller.simulator.server import Simulator
+from tests.restart_sections import restart_sections
 from tests.test_daemon_service import (
     SIM_PASSWORD,
     SIM_USER,
@@ -68,48 +69,10 @@ SCRIPTS: dict[str, list[Any]] = {
 
 
 def restart_config(sim: Simulator, dsn: str) -> dict[str, Any]:
-    def user(uid: str, script: str) -> dict[str, Any]:
-        return {"id": uid, "name": uid.title(), "contacts": [f"Local/{script}@responders"]}
-
-    responders = {"ring_timeout_s": 60, "accept_window_s": 30, "accept_keys": "1"}
     return {
         **connections(sim, dsn),
-        "users": [
-            user("quinn", "quick"), user("sam", "slow"), user("sue", "slow"),
-            user("nora", "rings_on"), user("wendy", "whisperer"), user("rob", "rejects"),
-        ],
-        "escalation_policies": [
-            {"id": "quick", "name": "Quick", "rules": [{"users": ["quinn"]}]},
-            {"id": "slow", "name": "Slow", "rules": [{"users": ["sam"]}]},
-            {"id": "both", "name": "Both", "rules": [{"users": ["nora"]}, {"users": ["sue"]}]},
-            {"id": "whisper", "name": "Whisper", "rules": [{"users": ["wendy"]}]},
-            {"id": "nobody", "name": "Nobody", "rules": [{"users": ["nora"]}]},
-            {"id": "rejects", "name": "Rejects", "rules": [{"users": ["rob"]}]},
-        ],
-        "numbers": [
-            {
-                "did": "300", "name": "Restart Desk",
-                "routes": [
-                    {"label": "quick", "policy": "quick", "digit": "1"},
-                    {"label": "slow", "policy": "slow", "digit": "2"},
-                    {"label": "both", "policy": "both", "digit": "3", "mode": "simultaneous"},
-                    {"label": "whisper", "policy": "whisper", "digit": "4"},
-                    {"label": "nobody", "policy": "nobody", "digit": "5"},
-                ],
-                "menu": {"input_timeout_s": 30, "max_attempts": 2},
-                "responders": responders,
-                "resolution": "resolve_on_end",
-                "voicemail": {"enabled": False},
-            },
-            {
-                "did": "301", "name": "Message Desk",
-                "routes": [{"label": "rejects", "policy": "rejects", "digit": "1"}],
-                "menu": {"input_timeout_s": 30},
-                "responders": responders,
-                "voicemail": {"enabled": True, "max_silence_s": 60, "max_duration_s": 120},
-            },
-        ],
-    }  # fmt: skip
+        **restart_sections(lambda script: f"Local/{script}@responders", "300", "301"),
+    }
 
 
 @pytest.fixture

@@ -42,6 +42,7 @@ from ari_controller.numbers import numbered_routes
 from tests.asterisk.conftest import Durations, StackFactory
 from tests.asterisk.phones import CALLERS, RESPONDERS, dialplan, responder
 from tests.asterisk.stack import CallView, RealStack, summarise, wait_until
+from tests.restart_sections import restart_sections
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
 
@@ -53,56 +54,7 @@ SILENT_LIMIT_S = 3.0
 # Asterisk's verbose log (in its log directory), added by the test at run time.
 VERBOSE_LOG = "restart-verbose.log"
 
-RESPONDER_SETTINGS = {"ring_timeout_s": 60, "accept_window_s": 30, "accept_keys": "1"}
-
-
-def user(user_id: str, script: str) -> dict[str, Any]:
-    return {"id": user_id, "name": user_id.title(), "contacts": [responder(script)]}
-
-
-SECTIONS: dict[str, Any] = {
-    "users": [
-        user("quinn", "quick"),
-        user("sam", "slow"),
-        user("sue", "slow"),
-        user("nora", "rings_on"),
-        user("wendy", "whisperer"),
-        user("rob", "rejects"),
-    ],
-    "escalation_policies": [
-        {"id": "quick", "name": "Quick", "rules": [{"users": ["quinn"]}]},
-        {"id": "slow", "name": "Slow", "rules": [{"users": ["sam"]}]},
-        {"id": "both", "name": "Both", "rules": [{"users": ["nora"]}, {"users": ["sue"]}]},
-        {"id": "whisper", "name": "Whisper", "rules": [{"users": ["wendy"]}]},
-        {"id": "nobody", "name": "Nobody", "rules": [{"users": ["nora"]}]},
-        {"id": "rejects", "name": "Rejects", "rules": [{"users": ["rob"]}]},
-    ],
-    "numbers": [
-        {
-            "did": "5300",
-            "name": "Restart Desk",
-            "routes": [
-                {"label": "quick", "policy": "quick", "digit": "1"},
-                {"label": "slow", "policy": "slow", "digit": "2"},
-                {"label": "both", "policy": "both", "digit": "3", "mode": "simultaneous"},
-                {"label": "whisper", "policy": "whisper", "digit": "4"},
-                {"label": "nobody", "policy": "nobody", "digit": "5"},
-            ],
-            "menu": {"input_timeout_s": 30, "max_attempts": 2},
-            "responders": RESPONDER_SETTINGS,
-            "resolution": "resolve_on_end",
-            "voicemail": {"enabled": False},
-        },
-        {
-            "did": "5301",
-            "name": "Message Desk",
-            "routes": [{"label": "rejects", "policy": "rejects", "digit": "1"}],
-            "menu": {"input_timeout_s": 30},
-            "responders": RESPONDER_SETTINGS,
-            "voicemail": {"enabled": True, "max_silence_s": 60, "max_duration_s": 120},
-        },
-    ],
-}
+SECTIONS: dict[str, Any] = restart_sections(responder, "5300", "5301")
 
 # What the phones' timings were computed from (filled in when the stack renders the dialplan).
 DURATIONS: dict[str, Durations] = {}
