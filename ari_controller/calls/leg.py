@@ -96,8 +96,8 @@ class Leg:
         self.gone = False
         self.destroyed = False  # Asterisk said ChannelDestroyed: its cause is the final word
         self.in_stasis = False
-        # The far end answered (the channel is Up). For a leg originated with `app=` that is
-        # when it enters Stasis; a created leg is in Stasis while it still rings.
+        # The far end answered (the channel is Up): for a leg originated with `app=`, when it
+        # enters Stasis; for one adopted after a restart, what Asterisk listed.
         self.answered = False
         self.cause: int | None = None
         self.dialstatus: str | None = None
@@ -204,9 +204,8 @@ class Leg:
     # ---- waits ------------------------------------------------------------------------------
 
     async def wait_answered(self, limit: float) -> bool:
-        """True once the far end answered (a created leg goes Up; one originated with `app=`
-        enters the application Up); False when it was destroyed unanswered, or `limit`
-        seconds passed."""
+        """True once the far end answered (a leg originated with `app=` enters the application
+        Up); False when it was destroyed unanswered, or `limit` seconds passed."""
         deadline = time.monotonic() + limit
         while not self.answered:
             if self.destroyed:
