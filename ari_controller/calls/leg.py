@@ -96,8 +96,8 @@ class Leg:
         self.gone = False
         self.destroyed = False  # Asterisk said ChannelDestroyed: its cause is the final word
         self.in_stasis = False
-        # The far end answered (the channel is Up): for a leg originated with `app=`, when it
-        # enters Stasis; for one adopted after a restart, what Asterisk listed.
+        # The far end answered and the leg is in the application: for a leg originated with
+        # `app=`, its StasisStart; for one adopted after a restart, what Asterisk listed.
         self.answered = False
         self.cause: int | None = None
         self.dialstatus: str | None = None
@@ -111,10 +111,10 @@ class Leg:
     def _note(self, event: AriEvent) -> None:
         kind = event.type
         if event.channel_id == self.id:
-            if event.channel_state == "Up" or (kind == "Dial" and event.dialstatus == "ANSWER"):
-                self.answered = True
             if kind == "StasisStart":
-                self.in_stasis = True
+                # Originated with `app=`, a leg enters the application when answered (its
+                # ChannelStateChange to Up comes first: until StasisStart, it cannot be played to).
+                self.in_stasis = self.answered = True
             elif kind in _GONE:
                 self.gone = True
                 if kind == "StasisEnd":

@@ -290,7 +290,7 @@ class Controller:
                 continue
             leg = Leg(channel_id, self.ari, self.router)
             leg.in_stasis = self._in_our_stasis(channel)
-            leg.answered = channel.state == "Up"
+            leg.answered = leg.in_stasis and channel.state == "Up"
             ctx.responder_legs[channel_id] = leg
         if earlier.step == "connected":
             ctx.bridge_id = earlier.bridge or ids.bridge_id(earlier.call_id)

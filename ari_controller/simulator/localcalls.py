@@ -35,6 +35,8 @@ FALLBACK_WAIT = 10.0
 # Answer() returns at the first media frame from the app's side (a playback or MOH on `;1`),
 # or 500 ms after the line is up without one (main/channel.c __ast_answer; in the traces).
 ANSWER_MEDIA_WAIT = 0.5
+# From an originated leg going Up to its StasisStart (real seconds, not scaled).
+STASIS_ENTRY_DELAY_S = 0.005
 # The format names Asterisk 22 knows (main/codec_builtin.c), matched without regard to case.
 KNOWN_FORMATS = frozenset(
     "codec2 g723 ulaw alaw gsm g726 g726aal2 adpcm slin slin12 slin16 slin24 slin32 slin44 "
@@ -182,6 +184,10 @@ class LocalCall:
         self.dial_status("ANSWER")
         if self.kind == "originate":
             assert self.app is not None
+            # Asterisk's StasisStart comes from another thread some milliseconds after the
+            # leg went Up (ChannelStateChange, Dial ANSWER): a play sent on those is refused
+            # with 409 until then.
+            await asyncio.sleep(STASIS_ENTRY_DELAY_S)
             if not ast.hub.is_connected(self.app):
                 self._stasis_failed()
                 return
