@@ -83,9 +83,9 @@ async def ring(
         leg, record = placed
     else:
         leg, record = ctx.responder_legs[earlier.leg_id], earlier
-        ctx.journal.note("leg_adopted", leg=leg.id, user=responder.user_id, answered=leg.answered)
+        ctx.journal.note("leg_adopted", leg=leg.id, user=responder.user_id, answered=leg.in_stasis)
     try:
-        if not leg.answered:
+        if not leg.in_stasis:
             # Asterisk enforces the ring timeout from when the leg was placed.
             rung_s = (ctx.clock() - record.placed_at).total_seconds()
             limit = max(settings.ring_timeout_s - rung_s, 0.0) + RING_GUARD_S
@@ -120,7 +120,7 @@ async def ring(
             outcome = LegOutcome.CANCELLED
         else:
             outcome = LegOutcome.TAKEN_BY_OTHER
-        if outcome is LegOutcome.TAKEN_BY_OTHER and leg.answered and not leg.gone:
+        if outcome is LegOutcome.TAKEN_BY_OTHER and leg.in_stasis and not leg.gone:
             ctx.spawn(_dismiss(ctx, leg))
         else:
             await asyncio.shield(leg.hangup())

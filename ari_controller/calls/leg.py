@@ -96,9 +96,6 @@ class Leg:
         self.gone = False
         self.destroyed = False  # Asterisk said ChannelDestroyed: its cause is the final word
         self.in_stasis = False
-        # The far end answered and the leg is in the application: for a leg originated with
-        # `app=`, its StasisStart; for one adopted after a restart, what Asterisk listed.
-        self.answered = False
         self.cause: int | None = None
         self.dialstatus: str | None = None
         self._digits: deque[str] = deque()
@@ -114,7 +111,7 @@ class Leg:
             if kind == "StasisStart":
                 # Originated with `app=`, a leg enters the application when answered (its
                 # ChannelStateChange to Up comes first: until StasisStart, it cannot be played to).
-                self.in_stasis = self.answered = True
+                self.in_stasis = True
             elif kind in _GONE:
                 self.gone = True
                 if kind == "StasisEnd":
@@ -207,7 +204,7 @@ class Leg:
         """True once the far end answered (a leg originated with `app=` enters the application
         Up); False when it was destroyed unanswered, or `limit` seconds passed."""
         deadline = time.monotonic() + limit
-        while not self.answered:
+        while not self.in_stasis:
             if self.destroyed:
                 return False
             event = await self._wait_event(deadline, raise_gone=False)
@@ -219,7 +216,7 @@ class Leg:
                 # The answer may have been lost in the gap: Asterisk says how the channel is.
                 if event.channel_state == "Up":
                     # Up and still ours (a leg originated with `app=` entered the application).
-                    self.answered = self.in_stasis = True
+                    self.in_stasis = True
                 elif self.gone:
                     return False  # Asterisk no longer has the channel
         return True

@@ -289,8 +289,7 @@ class Controller:
                 self._side(hang_up_orphan_leg(self.ari, channel_id))
                 continue
             leg = Leg(channel_id, self.ari, self.router)
-            leg.in_stasis = self._in_our_stasis(channel)
-            leg.answered = leg.in_stasis and channel.state == "Up"
+            leg.in_stasis = self._in_our_stasis(channel)  # answered: it entered Stasis
             ctx.responder_legs[channel_id] = leg
         if earlier.step == "connected":
             ctx.bridge_id = earlier.bridge or ids.bridge_id(earlier.call_id)
