@@ -96,6 +96,54 @@ class HttpSettings(BaseModel):
     port: int = Field(default=8090, ge=0, le=65535)
 
 
+class ConsoleSettings(BaseModel):
+    """The web console under /console on the daemon's HTTP server (console/)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    # The key that encrypts the session cookies: a Fernet key (`ari-controller console-users
+    # key` prints a new one), from the environment variable named here, else `session_key`.
+    # The same key on every daemon keeps people signed in across restarts and daemons; without
+    # one, each start makes its own and everybody signs in again.
+    session_key_env: str | None = "CALLROUTING_CONSOLE_KEY"
+    session_key: str | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+    # Behind a TLS reverse proxy: cookies only over HTTPS.
+    secure_cookies: bool = False
+    # Wrong passwords in a row before an account is locked, and for how long.
+    lockout_failures: int = Field(default=5, ge=1, le=100)
+    lockout_minutes: float = Field(default=15.0, gt=0, le=24 * 60)
+
+    def resolved_session_key(self) -> str | None:
+        if self.session_key_env and os.environ.get(self.session_key_env):
+            return os.environ[self.session_key_env]
+        return self.session_key
+
+    @field_validator("session_key")
+    @classmethod
+    def _fernet_key(cls, key: str | None) -> str | None:
+        if key is not None:
+            fernet_key_problem(key, "session_key")
+        return key
+
+
+def fernet_key_problem(key: str, what: str) -> None:
+    """Raises ValueError unless `key` is 32 bytes in URL-safe base64 (a Fernet key)."""
+    import base64
+    import binascii
+
+    try:
+        raw = base64.urlsafe_b64decode(key.encode("ascii"))
+    except (binascii.Error, UnicodeEncodeError, ValueError):
+        raw = b""
+    if len(raw) != 32:
+        raise ValueError(
+            f"{what} is not a Fernet key (32 bytes, URL-safe base64; "
+            "`ari-controller console-users key` prints one)"
+        )
+
+
 class PromptSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -220,6 +268,7 @@ class Config(BaseModel):
     asterisk: AsteriskSettings = Field(default_factory=AsteriskSettings)
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     users: list[User] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)

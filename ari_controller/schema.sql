@@ -242,3 +242,45 @@ ALTER TABLE call_legs DROP CONSTRAINT call_legs_outcome_check;
 ALTER TABLE call_legs ADD CONSTRAINT call_legs_outcome_check
     CHECK (outcome IN ('accepted', 'busy', 'no_answer', 'declined', 'failed',
                        'taken_by_other', 'abandoned', 'cancelled', 'unobserved'));
+
+-- migration: 0004 web console: its users, and changes announced to whoever listens
+
+-- People who sign in to the console. The password is an argon2 hash; `person` ties the
+-- account to users[].id of the configuration (who then is the one who acknowledged).
+-- failed_attempts counts wrong passwords in a row; locked_until stops sign-ins until then.
+CREATE TABLE console_users (
+    name                text PRIMARY KEY
+                        CONSTRAINT console_users_name_check
+                        CHECK (name ~ '^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$'),
+    password_hash       text NOT NULL,
+    role                text NOT NULL
+                        CONSTRAINT console_users_role_check
+                        CHECK (role IN ('viewer', 'responder', 'admin')),
+    person              text,
+    created_at          timestamptz NOT NULL,
+    password_changed_at timestamptz NOT NULL,
+    failed_attempts     integer NOT NULL DEFAULT 0,
+    locked_until        timestamptz,
+    last_sign_in_at     timestamptz
+);
+
+-- Every statement that changes a call, a leg, a timeline, an alert or a voicemail announces
+-- its table on the channel `callrouting_changes`: consoles of every daemon on this database
+-- listen and redraw. Per statement, and Postgres folds equal notifications of a transaction
+-- into one, so a store writer's batch costs one notification per table.
+CREATE FUNCTION callrouting_announce_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('callrouting_changes', TG_TABLE_NAME);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER calls_announce AFTER INSERT OR UPDATE OR DELETE ON calls
+    FOR EACH STATEMENT EXECUTE FUNCTION callrouting_announce_change();
+CREATE TRIGGER call_legs_announce AFTER INSERT OR UPDATE OR DELETE ON call_legs
+    FOR EACH STATEMENT EXECUTE FUNCTION callrouting_announce_change();
+CREATE TRIGGER call_events_announce AFTER INSERT OR UPDATE OR DELETE ON call_events
+    FOR EACH STATEMENT EXECUTE FUNCTION callrouting_announce_change();
+CREATE TRIGGER alerts_announce AFTER INSERT OR UPDATE OR DELETE ON alerts
+    FOR EACH STATEMENT EXECUTE FUNCTION callrouting_announce_change();
+CREATE TRIGGER voicemails_announce AFTER INSERT OR UPDATE OR DELETE ON voicemails
+    FOR EACH STATEMENT EXECUTE FUNCTION callrouting_announce_change();

@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures_postgres",
     "tests.fixtures_simulator",
+    "tests.console_client",
 ]

@@ -109,7 +109,7 @@ async def test_alerts_accepted_before_the_lifecycle_migration_are_acknowledged_a
 def test_schema_file_parses_into_ordered_migrations() -> None:
     preamble, migrations = parse_schema(SCHEMA_PATH.read_text())
     assert "schema_migrations" in preamble
-    assert [m.version for m in migrations] == ["0001", "0002", "0003"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004"]
     with pytest.raises(MigrationError, match="duplicate"):
         parse_schema("-- migration: 1 a\nSELECT 1;\n-- migration: 1 b\nSELECT 2;\n")
 

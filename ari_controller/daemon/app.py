@@ -27,16 +27,21 @@ from typing import Any
 
 import asyncpg
 import structlog
+from aiohttp import web
 
+from ari_controller import __version__
 from ari_controller.alerts.delivery import DeliveryWorker, Sender
 from ari_controller.alerts.email import email_senders
 from ari_controller.alerts.engine import AlertEngine
+from ari_controller.announcements import greeting_and_menu
 from ari_controller.ari.client import AriClient
 from ari_controller.ari.events import EventConnection, EventRouter
 from ari_controller.calls.journal import Clock, utc_now
 from ari_controller.calls.notification import PhoneNotifier
 from ari_controller.calls.resume import Unfinished
 from ari_controller.config import Config, ConfigError, load_config
+from ari_controller.console.services import ConsoleServices
+from ari_controller.console.web import console_app, session_key
 from ari_controller.daemon import systemd
 from ari_controller.daemon.api import api_routes
 from ari_controller.daemon.confirm import confirm_routes
@@ -50,7 +55,9 @@ from ari_controller.daemon.setup import (
     make_library,
     resolve,
 )
+from ari_controller.numbers import Number, numbered_routes
 from ari_controller.prompts.library import PromptLibrary, media_routes
+from ari_controller.prompts.preview import preview_wav
 from ari_controller.prompts.tts import SpeechEngine
 from ari_controller.store.unfinished import unfinished_calls
 from ari_controller.store.writer import StoreWriter
@@ -232,6 +239,7 @@ class Daemon:
                 *api_routes(self._api_pool, self.clock),
                 *confirm_routes(self._api_pool, lambda: self.config.alerts, self.clock),
             ],
+            subapps={"/console": self._console(library)} if config.console.enabled else None,
         )
         db_pool = asyncpg.create_pool(
             db.resolved_dsn(), min_size=0, max_size=DB_POOL_SIZE, command_timeout=10
@@ -295,6 +303,39 @@ class Daemon:
         task = asyncio.create_task(coro, name=name)
         self._tasks.append(task)
         return task
+
+    def _console(self, library: PromptLibrary) -> web.Application:
+        """The web console, reading through the daemon's pool and configuration of the moment."""
+
+        async def greeting_audio(number: Number) -> bytes:
+            sentences = greeting_and_menu(number, numbered_routes(number.routes))
+            return await preview_wav(sentences, number.language, library.engine)
+
+        services = ConsoleServices(
+            pool=self._api_pool,
+            dsn=lambda: self.config.database.resolved_dsn(),
+            config=lambda: self.config,
+            clock=self.clock,
+            health=self._health,
+            greeting_audio=greeting_audio,
+        )
+        return console_app(services, session_key(self.config.console.resolved_session_key()))
+
+    async def _health(self) -> dict[str, Any]:
+        """What the console's health page shows."""
+        return {
+            "ari_connected": self.events.is_connected,
+            "owns_app": not self.replaced,
+            "calls_picked_up": self.caught_up.is_set(),
+            "accepting_calls": self.controller.accepting,
+            "database": await self.database_reachable(),
+            "spool_backlog": self.writer.pending,
+            "calls_in_progress": len(self.controller.calls),
+            "app": self.config.asterisk.app,
+            "version": __version__,
+            "config_digest": config_digest(self.config),
+            "config_loaded_at": self.config_loaded_at,
+        }
 
     # ---- ARI connection ---------------------------------------------------------------------
 

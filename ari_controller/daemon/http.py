@@ -4,7 +4,7 @@ fetches when prompts are served over HTTP."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import asyncpg
@@ -46,6 +46,7 @@ class StatusServer:
         status: Callable[[], dict[str, Any]],
         metrics: Callable[[], bytes],
         extra_routes: Iterable[web.RouteDef] = (),
+        subapps: Mapping[str, web.Application] | None = None,
     ) -> None:
         self.host = host
         self.port = port  # the bound port once started (the configured one may be 0)
@@ -53,6 +54,7 @@ class StatusServer:
         self._status = status
         self._metrics = metrics
         self._extra_routes = list(extra_routes)
+        self._subapps = dict(subapps or {})
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -65,7 +67,15 @@ class StatusServer:
                 *self._extra_routes,
             ]
         )
-        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        for prefix, subapp in self._subapps.items():
+            app.add_subapp(prefix, subapp)
+            app.router.add_get(prefix, _redirect_to(prefix + "/"))
+            if prefix == "/console":
+                app.router.add_get("/", _redirect_to(prefix + "/"))
+        # Open event streams (the console's live view) end at once on close, not after a wait.
+        self._runner = web.AppRunner(
+            app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port).start()
         addresses = self._runner.addresses
@@ -89,3 +99,10 @@ class StatusServer:
 
     async def _exposition(self, _request: web.Request) -> web.Response:
         return web.Response(body=self._metrics(), content_type="text/plain", charset="utf-8")
+
+
+def _redirect_to(target: str) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    async def redirect(_request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(target)
+
+    return redirect

@@ -52,3 +52,15 @@ def _write(parts: Sequence[Pcm], sample_rate: int, pause_seconds: float, out: Pa
     out.parent.mkdir(parents=True, exist_ok=True)
     write_wav(out, whole)
     return whole.duration
+
+
+async def preview_wav(
+    sentences: Sequence[str | Path], language: str, engine: SpeechEngine
+) -> bytes:
+    """The same preview as WAV bytes (for the console's player)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="callrouting-preview-") as tmp:
+        out = Path(tmp) / "preview.wav"
+        await preview(sentences, language, out, engine)
+        return await asyncio.to_thread(out.read_bytes)

@@ -1,0 +1,69 @@
+"""How the console writes times, durations and names (template filters). Pure."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+
+def zone(name: str | None) -> dt.tzinfo:
+    if not name:
+        return dt.UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def moment(at: dt.datetime | str | None, tz: str | None = None, seconds: bool = True) -> str:
+    """'2026-11-30 06:12:03 CET': in the zone named `tz` (UTC without one), the zone named."""
+    if at is None:
+        return ""
+    if isinstance(at, str):
+        at = dt.datetime.fromisoformat(at)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    local = at.astimezone(zone(tz))
+    pattern = "%Y-%m-%d %H:%M:%S %Z" if seconds else "%Y-%m-%d %H:%M %Z"
+    return local.strftime(pattern)
+
+
+def clock_time(at: dt.datetime | str | None, tz: str | None = None) -> str:
+    """'06:12:03' in the zone (for entries of one timeline, whose day is shown once)."""
+    if at is None:
+        return ""
+    if isinstance(at, str):
+        at = dt.datetime.fromisoformat(at)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return at.astimezone(zone(tz)).strftime("%H:%M:%S")
+
+
+def duration(seconds: float | int | dt.timedelta | None) -> str:
+    """'4 s', '2 min 05 s', '1 h 03 min'."""
+    if seconds is None:
+        return ""
+    if isinstance(seconds, dt.timedelta):
+        seconds = seconds.total_seconds()
+    total = max(0, round(seconds))
+    if total < 60:
+        return f"{total} s"
+    minutes, secs = divmod(total, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def iso(at: dt.datetime | None) -> str:
+    return at.isoformat() if at is not None else ""
+
+
+FILTERS: dict[str, Callable[..., Any]] = {
+    "moment": moment,
+    "clock_time": clock_time,
+    "duration": duration,
+    "iso": iso,
+}
