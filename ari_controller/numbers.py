@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -201,9 +202,29 @@ class Number(BaseModel):
     voicemail: VoicemailSettings = Field(default_factory=VoicemailSettings)
     speech: SpeechSettings = Field(default_factory=SpeechSettings)
     support_hours: SupportHours | None = None
+    # Where the number's times are shown (console, call log): this zone, else its support
+    # hours' zone, else UTC.
+    time_zone: str | None = None
     outside_hours: OutsideHours = Field(default_factory=OutsideHours)
     resolution: Resolution = "accept_on_answer"
     alerts: NumberAlerts = Field(default_factory=NumberAlerts)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _zone(cls, name: str | None) -> str | None:
+        if name is not None:
+            try:
+                ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone '{name}'") from None
+        return name
+
+    @property
+    def zone_name(self) -> str:
+        """The zone the number's times are shown in."""
+        if self.time_zone:
+            return self.time_zone
+        return self.support_hours.time_zone if self.support_hours is not None else "UTC"
 
     @model_validator(mode="after")
     def _digits(self) -> Number:
