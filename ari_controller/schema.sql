@@ -284,3 +284,10 @@ CREATE TRIGGER alerts_announce AFTER INSERT OR UPDATE OR DELETE ON alerts
     FOR EACH STATEMENT EXECUTE FUNCTION callrouting_announce_change();
 CREATE TRIGGER voicemails_announce AFTER INSERT OR UPDATE OR DELETE ON voicemails
     FOR EACH STATEMENT EXECUTE FUNCTION callrouting_announce_change();
+
+-- The console's call log: newest first, all numbers or one, pages and exports walking the
+-- same order (started_at DESC, then id) so neither sorts the whole table.
+CREATE INDEX calls_started_at_idx ON calls (started_at DESC, id);
+CREATE INDEX calls_did_started_at_idx ON calls (did, started_at DESC, id);
+-- The live view: calls that ended a moment ago.
+CREATE INDEX calls_ended_at_idx ON calls (ended_at);
