@@ -1,11 +1,307 @@
-"""(placeholder: filled in next)"""
+"""The live calls page, kept current over server-sent events.
+
+Every daemon writes its calls' timelines to Postgres, and the database announces each change
+on the channel `callrouting_changes` (a trigger of migration 0004). While anyone watches,
+`LiveCalls` listens on that channel over a connection of its own, reads the live calls again
+(at most every MIN_INTERVAL_S, so a burst of changes costs one read), and sends the result to
+every open page. A lost listening connection is opened again; meanwhile the page is refreshed
+every SAFETY_REFRESH_S from the pool, so a missed notification is never a stale page for long.
+Nobody watching: no connection, no reads.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp_jinja2
+import asyncpg
+import structlog
 from aiohttp import web
 
+from ari_controller.console.format import clock_time
+from ari_controller.console.security import DATABASE_ERRORS, DB_TIMEOUT_S, requires
 from ari_controller.console.services import ConsoleServices
+from ari_controller.console.steps import Step, step_of
+
+log = structlog.get_logger(__name__)
+
+CHANNEL = "callrouting_changes"
+# A step shows within a second of happening: the store writes within milliseconds, and a
+# burst of changes is read once per this interval.
+MIN_INTERVAL_S = 0.25
+SAFETY_REFRESH_S = 5.0
+HEARTBEAT_S = 15.0
+RECONNECT_S = (0.5, 1.0, 2.0, 5.0)
+# Ended calls stay on the page this long, marked as ended, so a glance sees how they ended.
+RECENTLY_ENDED = dt.timedelta(seconds=60)
+# A call with no end older than this is left to the call log (a daemon that never came back).
+STALE = dt.timedelta(hours=12)
+MAX_CALLS = 200
+QUERY_TIMEOUT_S = 5.0
+
+_CALLS = (
+    "SELECT c.id, c.alert_id, c.did, c.caller_id, c.started_at, c.ended_at, c.outcome,"
+    " a.number_name, a.route, a.status FROM calls c JOIN alerts a ON a.id = c.alert_id"
+    " WHERE (c.ended_at IS NULL AND c.started_at > $2) OR c.ended_at > $1"
+    " ORDER BY c.started_at DESC, c.id LIMIT $3"
+)
+_TIMELINES = (
+    "SELECT call_id, at, kind, data FROM call_events WHERE call_id = ANY($1::uuid[])"
+    " ORDER BY call_id, seq"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LiveCall:
+    call_id: str
+    alert_id: str
+    did: str
+    number_name: str
+    caller: str
+    route: str
+    started_at: dt.datetime
+    zone: str
+    step: Step
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "call": self.call_id,
+            "alert": self.alert_id,
+            "number": self.number_name or self.did,
+            "caller": self.caller,
+            "route": self.route,
+            "started": f"{clock_time(self.started_at, self.zone)} {self.zone}",
+            "step": self.step.key,
+            "label": self.step.label,
+            "detail": self.step.detail,
+            "since": self.step.since.isoformat(),
+        }
+
+
+@dataclass(eq=False)
+class _Watcher:
+    """One open page: the newest snapshot it has not been sent yet."""
+
+    news: asyncio.Event = field(default_factory=asyncio.Event)
+    latest: str | None = None
+
+
+class LiveCalls:
+    """The live calls of the database, read on change while anyone watches."""
+
+    def __init__(self, services: ConsoleServices) -> None:
+        self._services = services
+        self._watchers: set[_Watcher] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
+        self._latest: str | None = None
+        self.closed = False
+
+    async def calls(self) -> list[LiveCall]:
+        """The live and just-ended calls, newest first."""
+        now = self._services.clock()
+        config = self._services.config()
+        names = {user.id: user.name for user in config.users}
+        async with self._services.pool().acquire(timeout=DB_TIMEOUT_S) as conn:
+            rows = await conn.fetch(
+                _CALLS, now - RECENTLY_ENDED, now - STALE, MAX_CALLS, timeout=QUERY_TIMEOUT_S
+            )
+            events = await conn.fetch(
+                _TIMELINES, [row["id"] for row in rows], timeout=QUERY_TIMEOUT_S
+            )
+        timelines: dict[Any, list[tuple[dt.datetime, str, Mapping[str, Any]]]] = {}
+        for event in events:
+            data = event["data"]
+            parsed = json.loads(data) if isinstance(data, str) else data
+            timelines.setdefault(event["call_id"], []).append((event["at"], event["kind"], parsed))
+        calls = []
+        for row in rows:
+            number = config.number(row["did"])
+            calls.append(
+                LiveCall(
+                    call_id=str(row["id"]),
+                    alert_id=str(row["alert_id"]),
+                    did=row["did"],
+                    number_name=row["number_name"] or "",
+                    caller=row["caller_id"] or "withheld",
+                    route=row["route"] or "",
+                    started_at=row["started_at"],
+                    zone=number.zone_name if number is not None else "UTC",
+                    step=step_of(
+                        timelines.get(row["id"], []),
+                        names,
+                        row["started_at"],
+                        row["ended_at"],
+                        row["outcome"],
+                    ),
+                )
+            )
+        return calls
+
+    def now(self) -> dt.datetime:
+        return self._services.clock()
+
+    def payload(self, calls: list[LiveCall]) -> str:
+        return json.dumps(
+            {"now": self._services.clock().isoformat(), "calls": [c.as_json() for c in calls]}
+        )
+
+    # ---- watchers -----------------------------------------------------------------------------
+
+    def watch(self) -> _Watcher:
+        watcher = _Watcher()
+        self._watchers.add(watcher)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._follow(), name="console-live-calls")
+        return watcher
+
+    def leave(self, watcher: _Watcher) -> None:
+        self._watchers.discard(watcher)
+        if not self._watchers and self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def close(self) -> None:
+        self.closed = True
+        for watcher in self._watchers:
+            watcher.news.set()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def _publish(self, payload: str) -> None:
+        if payload == self._latest:
+            return
+        self._latest = payload
+        for watcher in self._watchers:
+            watcher.latest = payload
+            watcher.news.set()
+
+    async def _follow(self) -> None:
+        """Listen while anyone watches; read on each change, and every SAFETY_REFRESH_S."""
+        listening = asyncio.create_task(self._listen(), name="console-live-listen")
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    # Expiry: nothing changed for a while; read anyway (times, a missed note).
+                    await asyncio.wait_for(self._changed.wait(), SAFETY_REFRESH_S)
+                self._changed.clear()
+                try:
+                    calls = await self.calls()
+                except DATABASE_ERRORS as exc:
+                    log.warning("console_live_read_failed", error=str(exc) or type(exc).__name__)
+                else:
+                    self._publish(self.payload(calls))
+                await asyncio.sleep(MIN_INTERVAL_S)
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
+
+    async def _listen(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._listen_once()
+                attempt = 0
+                log.warning("console_live_listener_lost")
+            except DATABASE_ERRORS as exc:
+                log.warning("console_live_listen_failed", error=str(exc) or type(exc).__name__)
+            await asyncio.sleep(RECONNECT_S[min(attempt, len(RECONNECT_S) - 1)])
+            attempt += 1
+
+    async def _listen_once(self) -> None:
+        """Until the listening connection is lost."""
+        conn = await asyncpg.connect(self._services.dsn(), timeout=DB_TIMEOUT_S)
+        try:
+            lost = asyncio.Event()
+            conn.add_termination_listener(lambda _conn: lost.set())
+            await conn.add_listener(CHANNEL, self._on_change)
+            self._changed.set()  # what changed while not listening
+            await lost.wait()
+        finally:
+            if not conn.is_closed():
+                with contextlib.suppress(*DATABASE_ERRORS):
+                    await conn.close(timeout=DB_TIMEOUT_S)
+
+    def _on_change(self, *_args: Any) -> None:
+        self._changed.set()
+
+
+HUB = web.AppKey("console_live_calls", LiveCalls)
 
 
 def add_routes(app: web.Application, services: ConsoleServices) -> None:
-    pass
+    hub = LiveCalls(services)
+    app[HUB] = hub
+
+    async def close_hub(_app: web.Application) -> None:
+        await hub.close()
+
+    app.on_shutdown.append(close_hub)
+    app.router.add_get("/", _page, name="live")
+    app.router.add_get("/live/events", _stream, name="live-events")
+
+
+@requires("viewer")
+async def _page(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    calls = await hub.calls()
+    return aiohttp_jinja2.render_template(
+        "live.html",
+        request,
+        {"calls": calls, "now": hub.now()},
+    )
+
+
+@requires("viewer")
+async def _stream(request: web.Request) -> web.StreamResponse:
+    """text/event-stream: `calls` events with the whole live list, on every change."""
+    hub = request.app[HUB]
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # a reverse proxy must pass each event on at once
+        }
+    )
+    await response.prepare(request)
+    watcher = hub.watch()
+    try:
+        await response.write(b"retry: 2000\n\n")
+        try:
+            first = hub.payload(await hub.calls())
+        except DATABASE_ERRORS:
+            first = None  # the next successful read reaches this page
+        if first is not None:
+            await _send(response, first)
+        while not hub.closed:
+            try:
+                # Expiry: a comment keeps proxies and the browser from closing an idle stream.
+                await asyncio.wait_for(watcher.news.wait(), HEARTBEAT_S)
+            except TimeoutError:
+                await response.write(b": still here\n\n")
+                continue
+            watcher.news.clear()
+            if watcher.latest is not None and not hub.closed:
+                await _send(response, watcher.latest)
+    except ConnectionResetError:
+        pass  # the page was closed (aiohttp's ClientConnectionResetError is one)
+    except Exception:
+        # The answer has begun: an error page cannot follow; the browser reconnects.
+        log.exception("console_live_stream_failed")
+    finally:
+        hub.leave(watcher)
+    return response
+
+
+async def _send(response: web.StreamResponse, payload: str) -> None:
+    await response.write(f"event: calls\ndata: {payload}\n\n".encode())
