@@ -63,7 +63,9 @@ class SignInPages:
                     "Too many wrong passwords: this account is locked until"
                     f" {moment(result.locked_until)}. An admin can set a new password."
                 )
-            return self._render(request, error=error, name=name, status=401)
+            return self._render(
+                request, error=error, name=name, status=401, next_page=str(form.get("next", ""))
+            )
         # A new session at sign-in: a cookie planted before it is worth nothing after.
         session = await new_session(request)
         session["user"] = result.account.name
@@ -79,7 +81,13 @@ class SignInPages:
         raise web.HTTPSeeOther("/console/login?signed_out=1")
 
     def _render(
-        self, request: web.Request, *, error: str | None, name: str, status: int = 200
+        self,
+        request: web.Request,
+        *,
+        error: str | None,
+        name: str,
+        status: int = 200,
+        next_page: str | None = None,
     ) -> web.Response:
         return aiohttp_jinja2.render_template(
             "login.html",
@@ -87,7 +95,7 @@ class SignInPages:
             {
                 "error": error,
                 "name": name,
-                "next": safe_next(request.query.get("next")),
+                "next": safe_next(next_page or request.query.get("next")),
                 "signed_out": "signed_out" in request.query,
             },
             status=status,
