@@ -16,6 +16,7 @@ from pathlib import Path
 from ari_controller.cli_alerts import add_alert_commands
 from ari_controller.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ari_controller.cli_common import load_or_exit as _load
+from ari_controller.cli_console import add_console_commands
 from ari_controller.config import ConfigError, alert_notes, environment_problems, load_config
 from ari_controller.logging import configure_logging
 from ari_controller.simulator.cli import positive_int
@@ -210,6 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(func=cmd_simulator)
     add_alert_commands(sub)
+    add_console_commands(sub)
     return parser
 
 
