@@ -23,8 +23,9 @@ test: $(STAMP)
 test-asterisk: $(STAMP)
 	ASTERISK_PREFIX="$(ASTERISK_PREFIX)" $(BIN)/python -m pytest -q -rx -m asterisk tests/asterisk
 
+# SERVE=1: afterwards keep the daemon and its web console running until Ctrl-C.
 demo: $(STAMP)
-	$(BIN)/python -m ari_controller.demo
+	$(BIN)/python -m ari_controller.demo $(if $(SERVE),--serve,)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py

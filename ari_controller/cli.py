@@ -1,6 +1,6 @@
 """`ari-controller`: run the daemon, check or explain a configuration, preview a greeting,
-migrate the database, list and act on alerts, manage API tokens, or serve the Asterisk
-simulator."""
+migrate the database, list and act on alerts, manage API tokens and console users, serve the
+Asterisk simulator, or run the demo."""
 
 from __future__ import annotations
 
@@ -152,6 +152,12 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ari_controller import demo
+
+    return demo.main(["--serve"] if args.serve else [])
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ari-controller", description=__doc__)
     parser.add_argument("--log-level", default="info")
@@ -212,6 +218,16 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulator)
     add_alert_commands(sub)
     add_console_commands(sub)
+
+    demo = sub.add_parser(
+        "demo", help="every path of a call on this machine (simulator, throwaway Postgres)"
+    )
+    demo.add_argument(
+        "--serve",
+        action="store_true",
+        help="afterwards keep the daemon and its web console running until Ctrl-C",
+    )
+    demo.set_defaults(func=cmd_demo)
     return parser
 
 

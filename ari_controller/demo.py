@@ -4,20 +4,31 @@ Starts a throwaway Postgres and the Asterisk simulator, runs the controller on
 examples/demo.yaml, places scripted calls at once, prints each call's timeline and what the
 caller heard, then the alerts as Postgres has them, and cleans everything up. Exits 1 if any
 call did not end as expected.
+
+With --serve (`make demo SERVE=1`) it then keeps the daemon running, with a console user
+"demo" (an admin), and prints the web console's address, until Ctrl-C or SIGTERM: the calls
+just placed can be looked at in the console.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import datetime as dt
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+from cryptography.fernet import Fernet
+
 from ari_controller.config import Config, load_config
+from ari_controller.console import accounts
 from ari_controller.demo_alerts import (
     CALLED_NUMBER,
     ON_CALL_PHONE,
@@ -36,6 +47,10 @@ DEMO_CONFIG = Path(__file__).resolve().parent.parent / "examples" / "demo.yaml"
 TIME_SCALE = 5.0
 # Alerts run on the real clock: escalations and deliveries are over within this.
 ALERTS_LIMIT_S = 60.0
+# The console user --serve makes. Known to all: the demo's database is thrown away at the end
+# and its server listens on 127.0.0.1 only.
+CONSOLE_USER = "demo"
+CONSOLE_PASSWORD = "demo-console-pass"
 
 # Demo callers: each presses a key, holds, and hangs up a while after being connected.
 CALLERS: dict[str, list[Any]] = {
@@ -192,9 +207,11 @@ def print_alerts(alerts: list[dict[str, Any]]) -> None:
         )
 
 
-async def run_demo(work_dir: Path) -> int:
+async def run_demo(work_dir: Path, *, serve: bool = False) -> int:
+    """The scripted calls and what became of them; with `serve`, then the console until a
+    signal (the report is printed first, while everything still runs)."""
     started = time.monotonic()
-    config = load_config(DEMO_CONFIG)
+    config = with_console_key(load_config(DEMO_CONFIG))
     print("Starting a throwaway Postgres, the Asterisk simulator, the controller, and a chat")
     print("and a webhook receiver for the alerts ...")
     receivers = Receivers()
@@ -221,8 +238,40 @@ async def run_demo(work_dir: Path) -> int:
                 alerts = await stack.alerts()
                 leftovers = stack.leftovers()
                 heard = {channel: stack.heard(channel) for channel in channels}
+                if serve:
+                    failures = report(alerts, channels, heard, acknowledged, receivers, leftovers)
+                    print(
+                        f"\nDemo calls done in {time.monotonic() - started:.0f} s:"
+                        f" {verdict(failures)}."
+                    )
+                    await serve_console(postgres.dsn, stack.daemon.http_port)
     finally:
         await receivers.stop()
+    if serve:
+        print("Stopped: everything the demo started is stopped.")
+        return 0 if not failures else 1
+    failures = report(alerts, channels, heard, acknowledged, receivers, leftovers)
+    seconds = time.monotonic() - started
+    print(
+        f"\nDemo finished in {seconds:.0f} s: {verdict(failures)}."
+        " Everything it started is stopped."
+    )
+    return 0 if not failures else 1
+
+
+def verdict(failures: int) -> str:
+    return "every call ended as expected" if not failures else f"{failures} problem(s)"
+
+
+def report(
+    alerts: list[dict[str, Any]],
+    channels: list[str],
+    heard: dict[str, list[str]],
+    acknowledged: Any,
+    receivers: Receivers,
+    leftovers: dict[str, Any],
+) -> int:
+    """Prints each call, the alerts and what was received; returns the problems found."""
     by_channel = {a["calls"][0]["caller_channel_id"]: a for a in alerts}
     failures = 0
     for n, (scenario, channel) in enumerate(zip(SCENARIOS, channels, strict=True), 1):
@@ -254,10 +303,56 @@ async def run_demo(work_dir: Path) -> int:
     if any(leftovers.values()):
         print(f"\nLEFT OVER in Asterisk: {leftovers}")
         failures += 1
-    seconds = time.monotonic() - started
-    verdict = "every call ended as expected" if not failures else f"{failures} problem(s)"
-    print(f"\nDemo finished in {seconds:.0f} s: {verdict}. Everything it started is stopped.")
-    return 0 if not failures else 1
+    return failures
+
+
+def with_console_key(config: Config) -> Config:
+    """A session key of this run: without one the daemon warns that sign-ins do not survive a
+    restart, which a demo never has."""
+    console = config.console.model_copy(
+        update={"session_key": Fernet.generate_key().decode("ascii"), "session_key_env": None}
+    )
+    return config.model_copy(update={"console": console})
+
+
+async def add_console_user(dsn: str) -> accounts.Account:
+    """The demo's console user: an admin tied to no person (its actions are by "demo")."""
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        return await accounts.add(
+            conn, CONSOLE_USER, CONSOLE_PASSWORD, "admin", None, dt.datetime.now(dt.UTC)
+        )
+    finally:
+        await conn.close(timeout=5)
+
+
+def console_line(port: int) -> str:
+    return (
+        f"Console: http://127.0.0.1:{port}/console/  sign in as {CONSOLE_USER} / {CONSOLE_PASSWORD}"
+    )
+
+
+async def serve_console(dsn: str, port: int | None) -> None:
+    """Makes the console user and keeps everything running until SIGINT or SIGTERM."""
+    if port is None:
+        raise RuntimeError("the daemon has no HTTP server")
+    await add_console_user(dsn)
+    print(f"\n{console_line(port)}")
+    print("The daemon, the simulator and Postgres keep running; Ctrl-C stops them all.")
+    await until_signalled()
+
+
+async def until_signalled() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
 
 
 def with_mail_server(config: Config, port: int) -> Config:
@@ -277,10 +372,17 @@ async def place_all(stack: Stack) -> list[str]:
     return channels
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ari-controller demo", description=__doc__)
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="afterwards keep the daemon and its web console running until Ctrl-C",
+    )
+    args = parser.parse_args(argv)
     configure_logging("warning", "console")
     with tempfile.TemporaryDirectory(prefix="callrouting-demo-") as work:
-        return asyncio.run(run_demo(Path(work)))
+        return asyncio.run(run_demo(Path(work), serve=args.serve))
 
 
 if __name__ == "__main__":
