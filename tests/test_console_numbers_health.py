@@ -219,14 +219,25 @@ async def test_health_page_reflects_the_daemon(console: Console) -> None:
     assert fact(page.text, "Version") == "0.1.0"
     assert fact(page.text, "Configuration digest") == "abc123"
 
+    # A few records on their way while calls run are no problem.
+    console.health["spool_backlog"] = 3
+    page = await browser.get("/console/health")
+    assert verdict(page.text).startswith("All is well")
+    assert fact(page.text, "Spool backlog") == "3 records waiting to be written to the database"
+
     console.health["ari_connected"] = False
-    console.health["spool_backlog"] = 12
+    console.health["spool_backlog"] = 250
     page = await browser.get("/console/health")
     assert fact(page.text, "Asterisk (ARI)") == "Not OK: not connected"
     assert (
         fact(page.text, "Spool backlog")
-        == "Not OK: 12 records waiting to be written to the database"
+        == "Not OK: 250 records waiting to be written to the database"
     )
     assert verdict(page.text) == (
-        "Needs attention: Asterisk is not connected; 12 records wait in the spool."
+        "Needs attention: Asterisk is not connected; 250 records wait in the spool."
     )
+
+    console.health["database"] = False
+    page = await browser.get("/console/health")
+    assert fact(page.text, "Database") == "Not OK: not reachable"
+    assert "the database is not reachable" in verdict(page.text)

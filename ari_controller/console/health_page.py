@@ -81,16 +81,7 @@ def health_checks(health: Mapping[str, Any]) -> list[Check]:
             "not reachable",
             "the database is not reachable",
         ),
-        Check(
-            "Spool backlog",
-            "nothing waiting"
-            if pending == 0
-            else f"{pending} records waiting to be written to the database"
-            if pending is not None
-            else "unknown",
-            pending == 0,
-            f"{pending} records wait in the spool" if pending else "the spool backlog is unknown",
-        ),
+        _backlog(pending, database_up=health.get("database") is True),
         Check("Calls in progress", str(health.get("calls_in_progress", "unknown")), None),
         Check("Stasis application name", str(health.get("app", "")), None),
         Check("Version", str(health.get("version", "")), None),
@@ -101,6 +92,23 @@ def health_checks(health: Mapping[str, Any]) -> list[Check]:
             None,
         ),
     ]
+
+
+# Records wait in the writer's queue for a moment while calls run; this many waiting (or any
+# while the database is down) means writes are not keeping up.
+BACKLOG_WARNING = 100
+
+
+def _backlog(pending: int | None, *, database_up: bool) -> Check:
+    label = "Spool backlog"
+    if pending is None:
+        return Check(label, "unknown", False, "the spool backlog is unknown")
+    if pending == 0:
+        return Check(label, "nothing waiting", True)
+    waiting = f"{pending} records waiting to be written to the database"
+    if pending >= BACKLOG_WARNING or not database_up:
+        return Check(label, waiting, False, f"{pending} records wait in the spool")
+    return Check(label, waiting, None)
 
 
 class HealthPage:
