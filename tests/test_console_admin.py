@@ -7,7 +7,6 @@ import datetime as dt
 import html
 import re
 
-import pytest
 from structlog.testing import capture_logs
 
 from ari_controller.alerts import tokens
@@ -302,11 +301,6 @@ async def test_a_post_without_the_csrf_token_changes_nothing(console: Console) -
     await _nothing_changed(console, admin="root")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="web.py renders error.html for a refusal raised in signed_in_middleware before"
-    " aiohttp_jinja2's context processors ran: 'account' is undefined, a 500 instead of 403",
-)
 async def test_a_post_without_the_csrf_token_is_403(console: Console) -> None:
     assert set(await _forge(console)) == {403}
 

@@ -230,11 +230,6 @@ async def test_a_viewer_may_look_but_not_act(console: Console) -> None:
     assert f'action="/console/alerts/{opened}/acknowledge"' not in alert_page.text
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="web.py renders the 403 page without its context (account undefined): a 500 until"
-    " the error page gets the page context when the sign-in middleware refuses",
-)
 async def test_a_post_without_the_form_token_is_refused(console: Console) -> None:
     (opened,) = await _alerts(console, "open")
     browser = await console.browser("ana", role="responder")

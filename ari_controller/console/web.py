@@ -126,12 +126,12 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
             exc.status == 401 and "text/html" not in request.headers.get("Accept", "")
         ):
             raise
-        return _error(request, exc.status, exc.reason, exc.text or "")
+        return await _error(request, exc.status, exc.reason, exc.text or "")
     except DATABASE_ERRORS as exc:
         log.warning(
             "console_database_unavailable", path=request.path, error=str(exc) or type(exc).__name__
         )
-        return _error(
+        return await _error(
             request,
             503,
             "Database not available",
@@ -139,16 +139,17 @@ async def error_pages(request: web.Request, handler: Handler) -> web.StreamRespo
         )
     except Exception:
         log.exception("console_failed", path=request.path, method=request.method)
-        return _error(request, 500, "Internal error", "Something went wrong; it is in the log.")
+        return await _error(
+            request, 500, "Internal error", "Something went wrong; it is in the log."
+        )
 
 
-def _error(request: web.Request, status: int, title: str, message: str) -> web.Response:
+async def _error(request: web.Request, status: int, title: str, message: str) -> web.Response:
     if message.startswith(f"{status}:"):
         message = ""
-    response = aiohttp_jinja2.render_template(
-        "error.html",
-        request,
-        {"status": status, "title": title, "message": message},
-        status=status,
+    # The page context too: a request refused before the templates' own context step ran
+    # (a forged form, the database down at the account lookup) still gets its page.
+    context = {**(await _page_context(request)), "status": status, "title": title}
+    return aiohttp_jinja2.render_template(
+        "error.html", request, {**context, "message": message}, status=status
     )
-    return response
