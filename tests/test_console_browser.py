@@ -332,7 +332,7 @@ async def test_play_a_voicemail_in_the_browser(world: World) -> None:
     async with page.expect_download() as download:
         await page.get_by_role("link", name="Download").click()
     saved = await (await download.value).path()
-    assert Path(saved).read_bytes()[:4] == b"RIFF"
+    assert (await asyncio.to_thread(Path(saved).read_bytes))[:4] == b"RIFF"
 
 
 async def test_page_filter_and_export_the_call_log(world: World) -> None:
@@ -353,7 +353,8 @@ async def test_page_filter_and_export_the_call_log(world: World) -> None:
     assert "+49301000007" in table and "+49301000017" not in table
     async with page.expect_download() as download:
         await page.get_by_role("link", name="Export CSV").click()
-    lines = Path(await (await download.value).path()).read_text().splitlines()
+    exported = Path(await (await download.value).path())
+    lines = (await asyncio.to_thread(exported.read_text)).splitlines()
     assert lines[0].startswith("started,")
     callers = [line for line in lines[1:] if "4930100" in line]
     assert len(callers) == len(lines) - 1 >= 10
