@@ -376,8 +376,21 @@ def _destination_problems(config: Config) -> list[tuple[str, str]]:
 
 
 def alert_notes(config: Config) -> list[str]:
-    """What `check-config` says about alerts that is allowed but probably not meant."""
+    """What `check-config` says about alerts (and the console) that is allowed but probably
+    not meant."""
     notes = []
+    console = config.console
+    if console.enabled and console.resolved_session_key() is None:
+        where = (
+            f"environment variable {console.session_key_env} is not set"
+            if console.session_key_env
+            else "no console.session_key_env"
+        )
+        notes.append(
+            f"console: {where} and there is no console.session_key, so every start makes a"
+            " key of its own: people sign in again after each restart, and several daemons do"
+            " not share sign-ins (`ari-controller console-users key` prints a key)"
+        )
     engine = config.alerts.engine
     for destination in config.alerts.destinations:
         if destination.timeout_s >= engine.lease_s:
@@ -408,6 +421,14 @@ def environment_problems(config: Config) -> list[tuple[str, str]]:
     ):
         if variable and not os.environ.get(variable):
             problems.append((key, f"environment variable {variable} is not set"))
+    console = config.console
+    session_key = console.resolved_session_key()
+    from_environment = session_key is not None and session_key != console.session_key
+    if console.enabled and session_key is not None and from_environment:
+        try:
+            fernet_key_problem(session_key, f"environment variable {console.session_key_env}")
+        except ValueError as exc:
+            problems.append(("console.session_key_env", str(exc)))
     for d, destination in enumerate(config.alerts.destinations):
         for key in ("url_env", "secret_env"):
             variable = getattr(destination, key)

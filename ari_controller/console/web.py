@@ -18,6 +18,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 from cryptography.fernet import Fernet
 
 from ari_controller import __version__
+from ari_controller.config import ConfigError, fernet_key_problem
 from ari_controller.console import (
     admin_pages,
     alerts_pages,
@@ -50,6 +51,10 @@ def session_key(configured: str | None) -> bytes:
     """The configured Fernet key, or a new one for this run only (said in the log: everyone
     signs in again after a restart, and two daemons do not share sign-ins)."""
     if configured:
+        try:
+            fernet_key_problem(configured, "the console's session key")
+        except ValueError as exc:
+            raise ConfigError("console", [("console.session_key(_env)", str(exc))]) from None
         return configured.encode("ascii")
     log.warning(
         "console_session_key_missing",
