@@ -102,7 +102,7 @@ async def test_a_date_that_is_not_a_day_is_said_and_not_applied(console: Console
     browser = await console.browser("ana", role="viewer")
     page = await browser.get("/console/alerts", since="yesterday")
     assert page.status == 400
-    assert 'role="alert"' in page.text and "not a day" in page.text
+    assert 'role="alert"' in page.text and "is not a date like" in page.text
     assert _listed(page.text) == [str(opened)]
     assert 'value="yesterday"' in page.text  # kept in the form to be corrected
 

@@ -8,7 +8,6 @@ outcome words in the query, never as text, so a link cannot make the console say
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -22,7 +21,7 @@ from aiohttp import web
 from ari_controller.alerts import actions
 from ari_controller.config import Config
 from ari_controller.console import security
-from ari_controller.console.format import clock_time, moment, zone
+from ari_controller.console.format import clock_time, day_bounds, moment, zone
 from ari_controller.console.services import ConsoleServices
 from ari_controller.console.timeline import cause, describe, ending, leg_outcome, seconds
 from ari_controller.store import queries
@@ -103,25 +102,6 @@ class Filters:
         }
         kept = {key: value for key, value in fields.items() if value}
         return f"{LIST_PATH}?{urlencode(kept)}" if kept else LIST_PATH
-
-
-def day_bounds(
-    since: str, until: str, tz: dt.tzinfo
-) -> tuple[dt.datetime | None, dt.datetime | None, str | None]:
-    """The instants of 'from this day' and 'to this day, inclusive' in the zone; an error
-    sentence instead where a date cannot be read."""
-    start = end = None
-    try:
-        if since:
-            start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), tz)
-        if until:
-            day_after = dt.date.fromisoformat(until) + dt.timedelta(days=1)
-            end = dt.datetime.combine(day_after, dt.time(), tz)
-    except (ValueError, OverflowError):
-        return None, None, "A date is not a day like 2026-03-02; the dates are not applied."
-    if start is not None and end is not None and start >= end:
-        return None, None, "The first day is after the last day; the dates are not applied."
-    return start, end, None
 
 
 def bulk_message(query: Mapping[str, str]) -> str:

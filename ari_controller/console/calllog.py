@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from ari_controller.config import Config
-from ari_controller.console.format import duration, moment, zone
+from ari_controller.console.format import day_bounds, duration, moment, zone
 from ari_controller.console.security import DATABASE_ERRORS, DB_TIMEOUT_S
 from ari_controller.console.services import ConsoleServices
 from ari_controller.store.call_log import (
@@ -120,22 +120,9 @@ def call_filter(query: LogQuery, config: Config) -> tuple[CallFilter, list[str]]
     errors: list[str] = []
     tz = zone(dates_zone(config, query.number))
 
-    def day_start(text: str, label: str, days_after: int) -> dt.datetime | None:
-        if not text:
-            return None
-        try:
-            day = dt.date.fromisoformat(text)
-        except ValueError:
-            errors.append(f"{label} '{text}' is not a date like 2026-03-02.")
-            return None
-        midnight = dt.datetime.combine(day + dt.timedelta(days=days_after), dt.time(), tz)
-        return midnight.astimezone(dt.UTC)
-
-    since = day_start(query.since, "From", 0)
-    # The until day is included: calls before the next day's midnight.
-    until = day_start(query.until, "Until", 1)
-    if since is not None and until is not None and until <= since:
-        errors.append("Until is before From: no call can match.")
+    since, until, problem = day_bounds(query.since, query.until, tz)
+    if problem is not None:
+        errors.append(problem)
     return (
         CallFilter(
             did=query.number or None,

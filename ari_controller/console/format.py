@@ -57,6 +57,39 @@ def duration(seconds: float | int | dt.timedelta | None) -> str:
     return f"{hours} h {minutes:02d} min"
 
 
+def day_bounds(
+    since: str, until: str, tz: dt.tzinfo
+) -> tuple[dt.datetime | None, dt.datetime | None, str | None]:
+    """The instants (UTC) of 'from this day' and 'to this day, inclusive' in the zone; an
+    error sentence instead where a date cannot be read or the days are the wrong way round."""
+    start = end = None
+    for text in (since, until):
+        if text:
+            try:
+                dt.date.fromisoformat(text)
+            except ValueError:
+                return (
+                    None,
+                    None,
+                    f"'{text}' is not a date like 2026-03-02; the days are not applied.",
+                )
+    try:
+        if since:
+            start = dt.datetime.combine(dt.date.fromisoformat(since), dt.time(), tz)
+        if until:
+            day_after = dt.date.fromisoformat(until) + dt.timedelta(days=1)
+            end = dt.datetime.combine(day_after, dt.time(), tz)
+    except OverflowError:
+        return None, None, "A day is out of range; the days are not applied."
+    if start is not None and end is not None and start >= end:
+        return None, None, "The first day is after the last day; the days are not applied."
+    return (
+        start.astimezone(dt.UTC) if start is not None else None,
+        end.astimezone(dt.UTC) if end is not None else None,
+        None,
+    )
+
+
 def iso(at: dt.datetime | None) -> str:
     return at.isoformat() if at is not None else ""
 
