@@ -9,6 +9,7 @@ tests of any loop scope can use them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -74,10 +75,10 @@ async def drop_database(admin_dsn: str, name: str) -> None:
         await conn.close(timeout=5)
 
 
-@pytest.fixture
-def database(postgres_dsn: str) -> Iterator[str]:
-    """DSN of a new database with the schema applied, dropped after the test."""
-    name = f"test_{secrets.token_hex(6)}"
+@contextlib.contextmanager
+def migrated_database(postgres_dsn: str, prefix: str = "test") -> Iterator[str]:
+    """DSN of a new database with the schema applied, dropped at the end."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
     run_async(lambda: create_database(postgres_dsn, name))
     dsn = dsn_with_database(postgres_dsn, name)
     try:
@@ -85,6 +86,13 @@ def database(postgres_dsn: str) -> Iterator[str]:
         yield dsn
     finally:
         run_async(lambda: drop_database(postgres_dsn, name))
+
+
+@pytest.fixture
+def database(postgres_dsn: str) -> Iterator[str]:
+    """DSN of a new database with the schema applied, dropped after the test."""
+    with migrated_database(postgres_dsn) as dsn:
+        yield dsn
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import secrets
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -20,10 +19,9 @@ import pytest_asyncio
 
 from ari_controller.config import parse_config
 from ari_controller.console import accounts
-from ari_controller.store.migrate import migrate
 from ari_controller.testing.harness import Stack, running_stack
 from tests.browser import chromium_path, screenshots_dir
-from tests.fixtures_postgres import create_database, drop_database, dsn_with_database, run_async
+from tests.fixtures_postgres import migrated_database
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
@@ -125,14 +123,8 @@ async def sign_in(page: Any, base: str, user: str) -> None:
 
 @pytest.fixture(scope="module")
 def browser_database(postgres_dsn: str) -> Iterator[str]:
-    name = f"test_browser_{secrets.token_hex(4)}"
-    run_async(lambda: create_database(postgres_dsn, name))
-    dsn = dsn_with_database(postgres_dsn, name)
-    try:
-        run_async(lambda: migrate(dsn))
+    with migrated_database(postgres_dsn, "test_browser") as dsn:
         yield dsn
-    finally:
-        run_async(lambda: drop_database(postgres_dsn, name))
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

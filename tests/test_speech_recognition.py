@@ -234,7 +234,8 @@ def test_check_config_names_route_words_the_engine_cannot_recognize(
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump({**CONFIG, "numbers": [number]}))
     assert main(["check-config", str(path)]) == 0
-    notes = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note:")]
+    out = capsys.readouterr().out.splitlines()
+    notes = [line for line in out if line.startswith("note: Voice")]
     assert notes == [
         "note: Voice en (100): route 1 (Qwxz): 'qwxz' not in the speech dictionary; "
         "callers can say 'payments'",
