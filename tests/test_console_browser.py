@@ -102,8 +102,9 @@ class World:
             await sign_in(page, self.base, user)
         return page
 
-    async def shot(self, page: Any, name: str) -> None:
-        await page.screenshot(path=str(self.shots / f"{name}.png"), full_page=True)
+    async def shot(self, page: Any, name: str, *, whole: bool = True) -> None:
+        """The page (`whole`: all of it, else what the window shows) as <name>.png."""
+        await page.screenshot(path=str(self.shots / f"{name}.png"), full_page=whole)
 
     async def sql(self, query: str, *args: Any) -> Any:
         conn = await asyncpg.connect(self.dsn)
@@ -335,7 +336,7 @@ async def test_page_filter_and_export_the_call_log(world: World) -> None:
     await page.get_by_role("button", name="Show calls").click()
     assert "Calls 1\u201350" in await page.get_by_role("heading", level=2).first.inner_text()
     assert "Europe/Berlin" in await page.locator("table").first.inner_text()
-    await world.shot(page, "call-log")
+    await world.shot(page, "call-log", whole=False)
     await page.get_by_role("link", name="Next 50").click()
     assert "Calls 51\u2013" in await page.get_by_role("heading", level=2).first.inner_text()
     await page.goto(f"{world.base}/console/calls")
@@ -392,6 +393,6 @@ async def test_every_page_shows_its_content_without_javascript(world: World) -> 
     small = await phone.new_page()
     await sign_in(small, world.base, "rita")
     await small.goto(f"{world.base}/console/alerts")
-    await world.shot(small, "alerts-phone")
+    await world.shot(small, "alerts-phone", whole=False)
     width = await small.evaluate("document.documentElement.scrollWidth")
     assert width <= 400  # nothing runs off a phone's screen
