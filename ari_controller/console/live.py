@@ -27,7 +27,7 @@ from aiohttp import web
 from ari_controller.console.format import clock_time
 from ari_controller.console.security import DATABASE_ERRORS, DB_TIMEOUT_S, requires
 from ari_controller.console.services import ConsoleServices
-from ari_controller.console.steps import Step, step_of
+from ari_controller.console.steps import Step, TimelineEntry, step_of
 
 log = structlog.get_logger(__name__)
 
@@ -51,9 +51,12 @@ _CALLS = (
     " WHERE (c.ended_at IS NULL AND c.started_at > $2) OR c.ended_at > $1"
     " ORDER BY c.started_at DESC, c.id LIMIT $3"
 )
-_TIMELINES = (
-    "SELECT call_id, at, kind, data FROM call_events WHERE call_id = ANY($1::uuid[])"
-    " ORDER BY call_id, seq"
+# Each call's timeline entries after the last one read (`known`, a seq number).
+_NEW_ENTRIES = (
+    "SELECT e.call_id, e.seq, e.at, e.kind, e.data"
+    " FROM unnest($1::uuid[], $2::int[]) AS k(call_id, known)"
+    " JOIN call_events e ON e.call_id = k.call_id AND e.seq > k.known"
+    " ORDER BY e.call_id, e.seq"
 )
 
 
@@ -102,24 +105,32 @@ class LiveCalls:
         self._changed = asyncio.Event()
         self._latest: str | None = None
         self.closed = False
+        self._config: Any = None
+        self._timelines: dict[Any, list[TimelineEntry]] = {}  # call id: entries so far
+        self._last_seq: dict[Any, int] = {}
+        self._steps: dict[Any, tuple[tuple[Any, ...], Step]] = {}
 
     async def calls(self) -> list[LiveCall]:
-        """The live and just-ended calls, newest first."""
+        """The live and just-ended calls, newest first.
+
+        Only what a call wrote since the last read is fetched: its timeline so far is kept
+        here while the call is on the page, and its step worked out again only when the
+        timeline or the call's end changed. Reading the whole timelines of 200 busy calls four
+        times a second took 70 ms of the daemon's CPU each time; the calls come first.
+        """
         now = self._services.clock()
         config = self._services.config()
+        if config is not self._config:
+            self._config, self._steps = config, {}  # names may have changed
         names = {user.id: user.name for user in config.users}
         async with self._services.pool().acquire(timeout=DB_TIMEOUT_S) as conn:
             rows = await conn.fetch(
                 _CALLS, now - RECENTLY_ENDED, now - STALE, MAX_CALLS, timeout=QUERY_TIMEOUT_S
             )
-            events = await conn.fetch(
-                _TIMELINES, [row["id"] for row in rows], timeout=QUERY_TIMEOUT_S
-            )
-        timelines: dict[Any, list[tuple[dt.datetime, str, Mapping[str, Any]]]] = {}
-        for event in events:
-            data = event["data"]
-            parsed = json.loads(data) if isinstance(data, str) else data
-            timelines.setdefault(event["call_id"], []).append((event["at"], event["kind"], parsed))
+            ids = [row["id"] for row in rows]
+            known = [self._last_seq.get(call_id, 0) for call_id in ids]
+            events = await conn.fetch(_NEW_ENTRIES, ids, known, timeout=QUERY_TIMEOUT_S)
+        self._remember(ids, events)
         calls = []
         for row in rows:
             number = config.number(row["did"])
@@ -133,16 +144,37 @@ class LiveCalls:
                     route=row["route"] or "",
                     started_at=row["started_at"],
                     zone=number.zone_name if number is not None else "UTC",
-                    step=step_of(
-                        timelines.get(row["id"], []),
-                        names,
-                        row["started_at"],
-                        row["ended_at"],
-                        row["outcome"],
-                    ),
+                    step=self._step(row, names),
                 )
             )
         return calls
+
+    def _remember(self, ids: list[Any], events: list[Any]) -> None:
+        """Adds the new timeline entries; forgets calls no longer on the page."""
+        on_page = set(ids)
+        for gone in [call_id for call_id in self._timelines if call_id not in on_page]:
+            del self._timelines[gone]
+            self._last_seq.pop(gone, None)
+            self._steps.pop(gone, None)
+        for event in events:
+            call_id, seq = event["call_id"], event["seq"]
+            # Two reads that raced each other bring the same entries: each is added once.
+            if seq <= self._last_seq.get(call_id, 0):
+                continue
+            self._last_seq[call_id] = seq
+            data = event["data"]
+            parsed = json.loads(data) if isinstance(data, str) else data
+            self._timelines.setdefault(call_id, []).append((event["at"], event["kind"], parsed))
+
+    def _step(self, row: Any, names: Mapping[str, str]) -> Step:
+        timeline = self._timelines.get(row["id"], [])
+        key = (self._last_seq.get(row["id"], 0), row["ended_at"], row["outcome"])
+        cached = self._steps.get(row["id"])
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        step = step_of(timeline, names, row["started_at"], row["ended_at"], row["outcome"])
+        self._steps[row["id"]] = (key, step)
+        return step
 
     def now(self) -> dt.datetime:
         return self._services.clock()
