@@ -21,7 +21,7 @@ from aiohttp import web
 from ari_controller.alerts import actions
 from ari_controller.config import Config
 from ari_controller.console import security
-from ari_controller.console.format import clock_time, day_bounds, moment, zone
+from ari_controller.console.format import caller, clock_time, day_bounds, moment, zone
 from ari_controller.console.services import ConsoleServices
 from ari_controller.console.timeline import cause, describe, ending, leg_outcome, seconds
 from ari_controller.store import queries
@@ -254,7 +254,7 @@ class AlertPages:
             "created": moment(row["created_at"], tz),
             "created_iso": row["created_at"].isoformat(),
             "number": row["number_name"] or row["number_did"],
-            "caller": row["caller_id"] or "unknown",
+            "caller": caller(row["caller_id"]),
             "route": row["route"] or "",
             "state": row["status"],
             "ended": ending(row["ended_reason"]),
@@ -474,7 +474,7 @@ def _call(call: Mapping[str, Any], names: Mapping[str, str], tz: str) -> dict[st
         "started": moment(call["started_at"], tz),
         "ended": moment(call["ended_at"], tz),
         "outcome": ending(call["outcome"]),
-        "caller": call["caller_id"] or "unknown",
+        "caller": caller(call["caller_id"]),
         "legs": [_leg(leg, names, tz) for leg in call["legs"]],
         "timeline": [_entry(entry, names, tz) for entry in call["timeline"]],
     }

@@ -20,7 +20,7 @@ import structlog
 from aiohttp import web
 
 from ari_controller.config import Config
-from ari_controller.console.format import day_bounds, duration, moment, zone
+from ari_controller.console.format import caller, day_bounds, duration, moment, zone
 from ari_controller.console.security import DATABASE_ERRORS, DB_TIMEOUT_S
 from ari_controller.console.services import ConsoleServices
 from ari_controller.store.call_log import (
@@ -286,7 +286,7 @@ def _row(call: LoggedCall, config: Config, names: Mapping[str, str]) -> LogRow:
         zone=tz,
         did=call.did,
         number_name=call.number_name,
-        caller=call.caller_id or "",
+        caller=caller(call.caller_id),
         route=call.route or "",
         outcome=outcome_label(call.outcome),
         answered_by=names.get(call.answered_by, call.answered_by) if call.answered_by else "",

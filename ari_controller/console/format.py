@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -90,6 +91,22 @@ def day_bounds(
     )
 
 
+_NAME_AND_NUMBER = re.compile(r'\s*"?([^"<]*?)"?\s*<([^>]*)>\s*')
+
+
+def caller(text: str | None) -> str:
+    """'"Ana" <+4930123>' as 'Ana (+4930123)'; a bare number as it is; None as 'unknown'."""
+    if not text:
+        return "unknown"
+    found = _NAME_AND_NUMBER.fullmatch(text)
+    if found is None:
+        return text
+    name, number = found.group(1).strip(), found.group(2).strip()
+    if not number:
+        return name or "unknown"
+    return f"{name} ({number})" if name and name != number else number
+
+
 def iso(at: dt.datetime | None) -> str:
     return at.isoformat() if at is not None else ""
 
@@ -99,4 +116,5 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "clock_time": clock_time,
     "duration": duration,
     "iso": iso,
+    "caller": caller,
 }

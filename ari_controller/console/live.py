@@ -24,7 +24,7 @@ import asyncpg
 import structlog
 from aiohttp import web
 
-from ari_controller.console.format import clock_time
+from ari_controller.console.format import caller, clock_time
 from ari_controller.console.security import DATABASE_ERRORS, DB_TIMEOUT_S, requires
 from ari_controller.console.services import ConsoleServices
 from ari_controller.console.steps import Step, TimelineEntry, step_of
@@ -140,7 +140,7 @@ class LiveCalls:
                     alert_id=str(row["alert_id"]),
                     did=row["did"],
                     number_name=row["number_name"] or "",
-                    caller=row["caller_id"] or "withheld",
+                    caller=caller(row["caller_id"]),
                     route=row["route"] or "",
                     started_at=row["started_at"],
                     zone=number.zone_name if number is not None else "UTC",
