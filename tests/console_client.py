@@ -95,6 +95,7 @@ class Console:
     clock: Clock
     config: Config
     health: dict[str, Any]
+    server: StatusServer
     browsers: list[Browser] = field(default_factory=list)
 
     async def add_user(self, name: str, role: str, person: str | None = None) -> None:
@@ -161,7 +162,7 @@ async def console(database: str) -> AsyncIterator[Console]:
         subapps={"/console": console_app(services, KEY)},
     )
     await server.start()
-    running = Console(f"http://127.0.0.1:{server.port}", pool, clock, config, health)
+    running = Console(f"http://127.0.0.1:{server.port}", pool, clock, config, health, server)
     try:
         yield running
     finally:

@@ -204,3 +204,16 @@ async def test_the_stream_needs_a_signed_in_viewer(console: Console) -> None:
         console.base + "/console/live/events", headers={"Accept": "text/event-stream"}
     ) as reply:
         assert reply.status == 401
+
+
+async def test_open_pages_do_not_hold_up_a_stopping_daemon(console: Console) -> None:
+    browser = await console.browser("watcher", role="viewer")
+    async with browser.session.get(console.base + "/console/live/events") as reply:
+        stream = Stream(reply)
+        assert await stream.next_calls() == []
+        began = time.monotonic()
+        await console.server.close()
+        took = time.monotonic() - began
+        rest = await asyncio.wait_for(reply.content.read(), 2)
+    assert took < 1.0, took  # not aiohttp's wait for handlers that never end
+    assert b"event: calls" not in rest
