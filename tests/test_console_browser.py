@@ -123,8 +123,8 @@ async def sign_in(page: Any, base: str, user: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def browser_database(postgres_dsn: str) -> Iterator[str]:
-    with migrated_database(postgres_dsn, "test_browser") as dsn:
+def browser_database(postgres_dsn: str, schema_template: str) -> Iterator[str]:
+    with migrated_database(postgres_dsn, schema_template, "test_browser") as dsn:
         yield dsn
 
 
