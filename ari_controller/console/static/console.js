@@ -98,7 +98,10 @@
       status.textContent = "Live: updated as calls change.";
     });
     source.addEventListener("error", function () {
-      status.textContent = "Connection lost; reconnecting\u2026";
+      // A refused stream (signed out, the session expired) is not tried again by the browser.
+      status.textContent = source.readyState === EventSource.CLOSED
+        ? "Live updates stopped (signed out?): reload the page."
+        : "Connection lost; reconnecting\u2026";
     });
   }
 
