@@ -178,14 +178,17 @@ def test_every_asterisk_file_is_shipped_and_commented() -> None:
         assert len(comments) >= 5, f"{name} explains too little"
 
 
-def test_the_dialplan_enters_the_app_and_falls_back_when_stasis_fails() -> None:
+def test_the_dialplan_enters_the_app_retries_and_falls_back_when_stasis_fails() -> None:
     sections = conf_sections(ASTERISK / "extensions.conf")
     inbound = sections["from-pstn"]
     stasis = next(i for i, line in enumerate(inbound) if "Stasis(" in line)
     # The DID is the first argument: the controller picks the number by it.
     assert "Stasis(${STASIS_APP},${EXTEN})" in inbound[stasis]
-    after = " ".join(inbound[stasis + 1 : stasis + 3])
-    assert '"${STASISSTATUS}" = "FAILED"' in after and "fallback,s,1" in after
+    after = " ".join(inbound[stasis + 1 :])
+    # FAILED (no controller connected): rung and tried again, then the fallback.
+    assert '"${STASISSTATUS}" != "FAILED"' in after
+    assert "Ringing()" in after and "Goto(stasis)" in after
+    assert "${STASIS_TRY} > ${STASIS_RETRIES}]?fallback,s,1" in after
     assert "fallback" in sections and extensions_of(sections["fallback"]) == {"s"}
     app = next(line for line in sections["globals"] if line.startswith("STASIS_APP"))
     assert app.split("=", 1)[1].strip() == "callrouting"

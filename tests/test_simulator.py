@@ -13,8 +13,12 @@ import aiohttp
 import pytest
 
 from ari_controller.simulator import Simulator
+from ari_controller.simulator.localcalls import STASIS_RETRIES, STASIS_RETRY_WAIT
 from ari_controller.simulator.phones import ScriptBook, ScriptError
-from tests.fixtures_simulator import SIM_APP, SIM_PASSWORD, SIM_USER, AriTestClient
+from tests.fixtures_simulator import FAST, SIM_APP, SIM_PASSWORD, SIM_USER, AriTestClient
+
+FALLBACK_AFTER_S = STASIS_RETRIES * STASIS_RETRY_WAIT
+DIALPLAN = Path(__file__).resolve().parent.parent / "asterisk" / "extensions.conf"
 
 TRACES = Path(__file__).parent / "ari_traces"
 
@@ -248,7 +252,7 @@ async def test_second_websocket_replaces_the_first(
         await second.close()
 
 
-async def test_without_websocket_calls_stay_and_new_calls_fall_back(
+async def test_without_websocket_calls_stay_and_new_calls_fall_back_after_the_retries(
     simulator: Simulator, ari: AriTestClient
 ) -> None:
     channel = await ari.inbound_call("listen")
@@ -261,8 +265,27 @@ async def test_without_websocket_calls_stay_and_new_calls_fall_back(
     await asyncio.sleep(0.1)
     status, body = await ari.rest("GET", f"/channels/{channel}")
     assert status == 200 and body["dialplan"]["app_name"] == "Stasis"
+    # The dialplan tries Stasis() again for STASIS_RETRIES x STASIS_RETRY_WAIT (6 s, 0.3 s
+    # at this time scale) before the fallback.
+    assert not [r for r in simulator.history() if r["fell_back"]]
+    await asyncio.sleep(FALLBACK_AFTER_S / FAST + 0.2)
     fallback = [r for r in simulator.history() if r["fell_back"]]
     assert len(fallback) == 1 and not fallback[0]["entered_stasis"]
+
+
+async def test_a_call_arriving_while_no_app_is_connected_reaches_the_app_that_connects(
+    simulator: Simulator, ari: AriTestClient
+) -> None:
+    await simulator.drop_websockets()
+    status, _ = await ari.rest(
+        "POST", "/channels", endpoint="Local/listen@caller", extension="100", context="from-pstn"
+    )
+    assert status == 200
+    await asyncio.sleep(FALLBACK_AFTER_S / FAST / 2)  # half the retries, as a restart takes
+    await ari.connect()
+    start = await ari.wait_type("StasisStart", timeout=2)
+    assert start["args"] == ["100"]
+    assert not [r for r in simulator.history() if r["fell_back"]]
 
 
 async def test_faults_failing_slow_and_restart(simulator: Simulator, ari: AriTestClient) -> None:
@@ -327,3 +350,11 @@ async def test_inspection_mirror_over_http(simulator: Simulator, ari: AriTestCli
             history = await reply.json()
     assert channel in [c["id"] for c in live["channels"]]
     assert history[0]["endpoint"] == "Local/listen@caller"
+
+
+def test_the_simulator_retries_stasis_as_the_shipped_dialplan_does() -> None:
+    text = DIALPLAN.read_text()
+    retries = re.search(r"^STASIS_RETRIES = (\d+)$", text, re.MULTILINE)
+    wait = re.search(r"^STASIS_RETRY_WAIT = ([\d.]+)$", text, re.MULTILINE)
+    assert retries and wait
+    assert (int(retries.group(1)), float(wait.group(1))) == (STASIS_RETRIES, STASIS_RETRY_WAIT)

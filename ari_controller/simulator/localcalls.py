@@ -32,6 +32,12 @@ from ari_controller.simulator.phones import BUSY_SECONDS, Step, run_script
 from ari_controller.simulator.state import Asterisk
 
 FALLBACK_WAIT = 10.0
+# asterisk/extensions.conf's from-pstn: Stasis() failing (no controller connected) is tried
+# again this many times, this far apart, with ringing for the caller, before the fallback:
+# a restarted or a standby controller takes over within it (STASIS_RETRIES,
+# STASIS_RETRY_WAIT there; a test keeps the two the same).
+STASIS_RETRIES = 12
+STASIS_RETRY_WAIT = 0.5
 # Answer() returns at the first media frame from the app's side (a playback or MOH on `;1`),
 # or 500 ms after the line is up without one (main/channel.c __ast_answer; in the traces).
 ANSWER_MEDIA_WAIT = 0.5
@@ -204,7 +210,19 @@ class LocalCall:
         if ast.hub.is_connected(app):
             ast.enter_stasis(one, app, [self.did], announce=False)
             return
-        # STASISSTATUS=FAILED: the from-pstn dialplan sends the call to `fallback`.
+        self.asterisk.spawn(self._retry_stasis(app))
+
+    async def _retry_stasis(self, app: str) -> None:
+        """STASISSTATUS=FAILED: the from-pstn dialplan rings and tries again, then falls back."""
+        ast, one = self.asterisk, self.one
+        for _ in range(STASIS_RETRIES):
+            one.app_name, one.app_data = "Wait", f"{STASIS_RETRY_WAIT:g}"
+            await ast.clock.sleep(STASIS_RETRY_WAIT)
+            if not one.alive:
+                return
+            if ast.hub.is_connected(app):
+                ast.enter_stasis(one, app, [self.did], announce=False)
+                return
         if self.record is not None:
             self.record.fell_back = True
         self.run_fallback()
