@@ -291,3 +291,34 @@ CREATE INDEX calls_started_at_idx ON calls (started_at DESC, id);
 CREATE INDEX calls_did_started_at_idx ON calls (did, started_at DESC, id);
 -- The live view: calls that ended a moment ago.
 CREATE INDEX calls_ended_at_idx ON calls (ended_at);
+
+-- migration: 0005 who drives an application's calls: a lease with a fencing number
+
+-- One row per Stasis application. The daemon holding an unexpired lease drives the app's
+-- calls; a standby takes the lease only once it has expired, by the database's clock (one
+-- clock for every host), and each new holder gets a higher fencing number, which its writes
+-- carry so that a holder that lost the lease (frozen, cut off) can do no harm.
+-- handover_requested_at: an operator asked the holder to hand its calls to a standby.
+CREATE TABLE controller_leases (
+    app                   text PRIMARY KEY,
+    holder                text NOT NULL,
+    fencing               bigint NOT NULL CONSTRAINT controller_leases_fencing_check
+                          CHECK (fencing > 0),
+    acquired_at           timestamptz NOT NULL,
+    renewed_at            timestamptz NOT NULL,
+    expires_at            timestamptz NOT NULL,
+    handover_requested_at timestamptz
+);
+
+-- Every daemon of an application says it is there, as active or standby, a few times a
+-- second: the active one can tell whether a standby is present (and say so on /metrics).
+CREATE TABLE controller_members (
+    app        text NOT NULL,
+    member     text NOT NULL,
+    role       text NOT NULL CONSTRAINT controller_members_role_check
+               CHECK (role IN ('active', 'standby')),
+    version    text NOT NULL,
+    started_at timestamptz NOT NULL,
+    seen_at    timestamptz NOT NULL,
+    PRIMARY KEY (app, member)
+);
