@@ -127,6 +127,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         # systemd's Restart=on-failure retries; the reason is in the journal.
         structlog.get_logger("ari_controller.cli").exception("daemon_failed", error=str(exc))
         return EXIT_FAILED
+    if daemon.lost_lease is not None:
+        # Another daemon drives the app now; the supervisor starts this one again (standby).
+        return EXIT_FAILED
     return EXIT_OK
 
 

@@ -144,6 +144,30 @@ def fernet_key_problem(key: str, what: str) -> None:
         )
 
 
+class FailoverSettings(BaseModel):
+    """Several daemons for one Asterisk and one Postgres: one active, the others standby.
+
+    The active one holds a lease in Postgres (renewed every `renew_every_s`, good for
+    `lease_s`); a standby connects to Asterisk only once the lease expired and it took it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    lease_s: float = Field(default=2.0, ge=0.5, le=60)
+    renew_every_s: float = Field(default=0.5, ge=0.05, le=20)
+    # This daemon's name among its application's daemons (default: host name and process id).
+    member: str | None = Field(default=None, min_length=1, max_length=100)
+
+    @model_validator(mode="after")
+    def _renewed_in_time(self) -> FailoverSettings:
+        if self.renew_every_s * 3 > self.lease_s:
+            raise ValueError(
+                f"renew_every_s {self.renew_every_s:g} must be at most a third of lease_s"
+                f" {self.lease_s:g}: a lease must survive a late renewal or two"
+            )
+        return self
+
+
 class PromptSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -269,6 +293,7 @@ class Config(BaseModel):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    failover: FailoverSettings = Field(default_factory=FailoverSettings)
     prompts: PromptSettings = Field(default_factory=PromptSettings)
     users: list[User] = Field(default_factory=list)
     schedules: list[Schedule] = Field(default_factory=list)

@@ -23,7 +23,7 @@ import base64
 import enum
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Any, Final
 from urllib.parse import quote
@@ -35,6 +35,7 @@ from ari_controller.ari.errors import (
     AriError,
     AriTimeout,
     AriUnreachable,
+    NotDriving,
     NotFound,
     error_for_status,
 )
@@ -139,6 +140,9 @@ class AriClient:
         # (hang-ups, bridging), which would otherwise queue behind it.
         self._originating = asyncio.Semaphore(max(1, max_connections // 2))
         self._session: aiohttp.ClientSession | None = None
+        # With several controllers for one app: asked before every request whether this one
+        # still drives the app (its lease holds); a request it may not send is not sent.
+        self.may_send: Callable[[], Awaitable[bool]] | None = None
 
     async def start(self) -> None:
         if self._session is not None and not self._session.closed:
@@ -192,6 +196,8 @@ class AriClient:
         a GET of it tells whether the first one went through, and its answer is returned."""
         if self._session is None:
             raise RuntimeError("AriClient.start() was not called")
+        if self.may_send is not None and not await self.may_send():
+            raise NotDriving(None, method, path, "this controller no longer drives the app")
         url = URL(self._base_url + path, encoded=True)
         query = query_params(params or {})
         try:

@@ -84,3 +84,8 @@ def error_for_status(status: int, method: str, path: str, message: str) -> AriEr
     if cls is None:
         cls = ServerError if status >= 500 else AriError
     return cls(status, method, path, message)
+
+
+class NotDriving(AriError):
+    """Not sent: this controller no longer holds its application's lease (another one took
+    over while it was frozen or cut off), so it must not touch the calls."""

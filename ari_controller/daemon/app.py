@@ -46,6 +46,7 @@ from ari_controller.daemon import systemd
 from ari_controller.daemon.api import api_routes
 from ari_controller.daemon.confirm import confirm_routes
 from ari_controller.daemon.controller import Controller
+from ari_controller.daemon.failover import Failover
 from ari_controller.daemon.http import StatusServer, database_reachable
 from ari_controller.daemon.metrics import Metrics
 from ari_controller.daemon.setup import (
@@ -131,6 +132,13 @@ class Daemon:
         self.caught_up = asyncio.Event()
         # Another controller took the Stasis app (ApplicationReplaced): see `_replaced`.
         self.replaced = False
+        # With `failover` enabled: the lease runner, and why this daemon stopped driving the
+        # app (its lease taken over, or replaced): it then exits for its supervisor to start
+        # it again as a standby.
+        self.failover: Failover | None = None
+        self.lost_lease: str | None = None
+        self._must_stop = asyncio.Event()
+        self._events_started = False
         self.config_loaded_at = dt.datetime.now(dt.UTC)
         # What `_close` undoes, in reverse order: each part once it has started.
         self._closers: list[Callable[[], Awaitable[None]]] = []
@@ -276,8 +284,24 @@ class Daemon:
         await ari.start()
         self._closers.append(ari.close)
         controller.attach()
-        self._background(events.run(), "ari-events")
+        if config.failover.enabled:
+            # A standby: Asterisk is connected only once the lease is ours (_became_active).
+            self.failover = Failover(
+                lambda: self.config.database.resolved_dsn(),
+                asterisk.app,
+                config.failover,
+                __version__,
+                on_active=self._became_active,
+                on_lost=self._lost_lease,
+                asterisk_connected=lambda: self.events.is_connected,
+            )
+            ari.may_send = self.failover.confirm
+            self._background(self.failover.run(), "failover")
+        else:
+            self._start_events()
         self._closers.append(self._stop_events_and_tasks)
+        if self.failover is not None:
+            self._closers.append(self.failover.release)  # before the events stop
         await http.start()
         self._closers.append(http.close)
         await db_pool  # min_size 0: no connection is opened yet
@@ -339,6 +363,30 @@ class Daemon:
 
     # ---- ARI connection ---------------------------------------------------------------------
 
+    def _start_events(self) -> None:
+        self._events_started = True
+        self._background(self.events.run(), "ari-events")
+
+    def _became_active(self, fencing: int) -> None:
+        """The lease is ours: writes carry it, and Asterisk is connected; the calls the last
+        active daemon left are picked up at the first connection, as after a restart."""
+        assert self.failover is not None
+        self.writer.fence = (self.config.asterisk.app, self.failover.member, fencing)
+        systemd.notify(f"STATUS=active (fencing {fencing}), connecting to Asterisk")
+        self._start_events()
+
+    def _lost_lease(self, why: str) -> None:
+        """Another daemon drives the app now: stop touching calls and leave (the supervisor
+        starts this one again, as a standby)."""
+        if self.lost_lease is not None:
+            return
+        self.lost_lease = why
+        self.replaced = True
+        self.metrics.ari_connected.set(0)
+        systemd.notify(f"STATUS=not driving the app any more: {why}")
+        log.error("controller_stepping_aside", why=why, calls=len(self.controller.calls))
+        self._must_stop.set()
+
     async def _connected(self, is_reconnect: bool) -> None:
         self.metrics.ari_connected.set(1)
         if is_reconnect:
@@ -382,6 +430,10 @@ class Daemon:
         process stays up, so systemd does not restart it into the same fight; restart it
         (or stop the other one) to take the app back.
         """
+        if self.failover is not None:
+            # Expected with a standby: the newcomer holds the lease (or will at once).
+            self.failover.lose("another controller connected for the app (ApplicationReplaced)")
+            return
         self.replaced = True
         self.metrics.ari_connected.set(0)
         systemd.notify("STATUS=replaced by another controller for the same Stasis app")
@@ -398,7 +450,13 @@ class Daemon:
         return await database_reachable(self.config.database.resolved_dsn())
 
     async def ready(self) -> dict[str, bool]:
-        """Each readiness check by name; ready when all are true."""
+        """Each readiness check by name; ready when all are true. A standby is ready when it
+        could take over: it reaches the database and still may."""
+        if self.failover is not None and self.failover.role == "standby":
+            return {
+                "database": await self.database_reachable(),
+                "may_take_over": self.lost_lease is None,
+            }
         return {
             "ari_connected": self.events.is_connected,
             "calls_picked_up": self.caught_up.is_set(),
@@ -408,7 +466,21 @@ class Daemon:
         }
 
     def _status(self) -> dict[str, Any]:
+        failover = self.failover.status() if self.failover is not None else None
         return {
+            "role": failover.role if failover is not None else "active",
+            **(
+                {
+                    "member": failover.member,
+                    "fencing": failover.fencing,
+                    "active_since": (
+                        failover.active_since.isoformat() if failover.active_since else None
+                    ),
+                    "standby_present": failover.standby_present,
+                }
+                if failover is not None
+                else {}
+            ),
             "calls_in_progress": len(self.controller.calls),
             "config": {
                 "digest": config_digest(self.config),
@@ -418,6 +490,16 @@ class Daemon:
 
     def _exposition(self) -> bytes:
         self.metrics.db_pending.set(self.writer.pending)
+        if self.failover is not None:
+            status = self.failover.status()
+            active = status.role == "active"
+            self.metrics.controller_active.set(1 if active else 0)
+            self.metrics.controller_fencing.set(status.fencing if active and status.fencing else 0)
+            since = status.active_since.timestamp() if active and status.active_since else 0
+            self.metrics.controller_active_since.set(since)
+            self.metrics.standby_present.set(1 if status.standby_present else 0)
+        else:
+            self.metrics.controller_active.set(1)
         return self.metrics.exposition()
 
     # ---- reload and stop ----------------------------------------------------------------------
@@ -507,7 +589,8 @@ class Daemon:
         return self._all_written
 
     async def _stop_events_and_tasks(self) -> None:
-        await self.events.stop()
+        if self._events_started:
+            await self.events.stop()
         await self._cancel_tasks()
 
     async def _cancel_tasks(self) -> None:
@@ -573,7 +656,14 @@ class Daemon:
         try:
             await self.start()
             tune_garbage_collector()
-            await stop_requested.wait()
+            stopping = asyncio.ensure_future(stop_requested.wait())
+            stepping_aside = asyncio.ensure_future(self._must_stop.wait())
+            await asyncio.wait({stopping, stepping_aside}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            stepping_aside.cancel()
+            if self.lost_lease is not None:
+                # The calls are another daemon's: nothing to drain or hand back.
+                self.drain_s = 0
             await self.stop()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

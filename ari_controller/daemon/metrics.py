@@ -66,6 +66,27 @@ class Metrics:
             "1 while the events websocket is up",
             registry=self.registry,
         )
+        # Active and standby (config `failover`): which daemon drives the app.
+        self.controller_active = Gauge(
+            "callrouting_controller_active",
+            "1 while this daemon holds its app's lease and drives the calls (0: standby)",
+            registry=self.registry,
+        )
+        self.controller_fencing = Gauge(
+            "callrouting_controller_fencing",
+            "The fencing number of the lease this daemon holds (0: none)",
+            registry=self.registry,
+        )
+        self.controller_active_since = Gauge(
+            "callrouting_controller_active_since_seconds",
+            "Unix time at which this daemon became active (0: standby)",
+            registry=self.registry,
+        )
+        self.standby_present = Gauge(
+            "callrouting_standby_present",
+            "1 while a standby daemon of the same app was seen in the last seconds",
+            registry=self.registry,
+        )
         self.db_write_seconds = Histogram(
             "callrouting_db_write_seconds",
             "Latency of one store write",

@@ -85,6 +85,13 @@ class _Pending:
     spooled: bool
 
 
+Fence = tuple[str, str, int]  # (app, holder, fencing number)
+
+
+class FencedOff(Exception):
+    """The lease this daemon's writes need is another daemon's now."""
+
+
 class StoreWriter:
     """Applies records to Postgres in order, in the background; see the module docstring.
 
@@ -142,6 +149,12 @@ class StoreWriter:
         """Records the database refused; kept in rejected.jsonl."""
         self.last_latency_s: float | None = None
         self.consecutive_failures = 0
+        self.fence: Fence | None = None
+        """With several daemons for one app: the lease this daemon's writes need (app, holder,
+        fencing number). A batch is written only while the database says the lease is still
+        this holder's; otherwise it is dropped: the calls are another daemon's now."""
+        self.fenced = 0
+        """Records dropped because the lease was no longer this daemon's."""
 
     # --- what the call flow and the app use ------------------------------------------------
 
@@ -294,11 +307,17 @@ class StoreWriter:
                 started = time.monotonic()
                 try:
                     async with conn.transaction():
+                        await self._check_fence(conn)
                         await apply_records(
                             conn,
                             (entry.record for entry in batch),
                             timeout_s=self._statement_timeout,
                         )
+                except FencedOff:
+                    self.fenced += len(batch)
+                    _log("error", "store_write_fenced", records=len(batch), fence=self.fence)
+                    await self._completed(len(batch), written=False)
+                    continue
                 except Exception as exc:
                     if not is_refused(exc):
                         raise
@@ -308,6 +327,23 @@ class StoreWriter:
                     continue
                 self._report(time.monotonic() - started, ok=True)
                 await self._completed(len(batch), written=True)
+
+    async def _check_fence(self, conn: Any) -> None:
+        """Inside the batch's transaction: the lease row is read FOR SHARE, so a takeover
+        (which updates it) waits for this commit; no write of ours lands after it."""
+        if self.fence is None:
+            return
+        app, holder, fencing = self.fence
+        ours = await conn.fetchval(
+            "SELECT true FROM controller_leases WHERE app = $1 AND holder = $2 AND fencing = $3"
+            " FOR SHARE",
+            app,
+            holder,
+            fencing,
+            timeout=self._statement_timeout,
+        )
+        if not ours:
+            raise FencedOff(f"the lease of {app} is no longer {holder}'s (fencing {fencing})")
 
     async def _write_one_by_one(self, conn: Any, batch: list[_Pending]) -> None:
         for entry in batch:
