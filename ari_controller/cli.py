@@ -17,6 +17,7 @@ from ari_controller.cli_alerts import add_alert_commands
 from ari_controller.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ari_controller.cli_common import load_or_exit as _load
 from ari_controller.cli_console import add_console_commands
+from ari_controller.cli_failover import add_failover_commands
 from ari_controller.config import ConfigError, alert_notes, environment_problems, load_config
 from ari_controller.logging import configure_logging
 from ari_controller.simulator.cli import positive_int
@@ -127,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         # systemd's Restart=on-failure retries; the reason is in the journal.
         structlog.get_logger("ari_controller.cli").exception("daemon_failed", error=str(exc))
         return EXIT_FAILED
-    if daemon.lost_lease is not None:
+    if daemon.lost_lease is not None and not daemon.handed_over:
         # Another daemon drives the app now; the supervisor starts this one again (standby).
         return EXIT_FAILED
     return EXIT_OK
@@ -221,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(func=cmd_simulator)
     add_alert_commands(sub)
     add_console_commands(sub)
+    add_failover_commands(sub)
 
     demo = sub.add_parser(
         "demo", help="every path of a call on this machine (simulator, throwaway Postgres)"

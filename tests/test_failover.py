@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -38,8 +39,9 @@ TAKEOVER_LIMIT_S = 3.0
 SCRIPTS: dict[str, list[Any]] = {
     # chooses at once and talks until well after the takeover
     "talks": ["answer", {"wait": 1}, {"dtmf": "1"}, {"wait": 14}, "hangup"],
-    # listens to the menu through the takeover, then chooses
-    "chooses_late": ["answer", {"wait": 8}, {"dtmf": "1"}, {"wait": 4}, "hangup"],
+    # listens to the menu through the takeover (a key pressed while no daemon drives the
+    # call is lost: the menu is said again after it), then chooses
+    "chooses_late": ["answer", {"wait": 12}, {"dtmf": "1"}, {"wait": 4}, "hangup"],
     # a responder who answers at once and accepts
     "accepts": ["answer", {"wait": 0.5}, {"dtmf": "1"}, {"wait": 300}, "hangup"],
 }
@@ -174,3 +176,48 @@ async def test_an_active_daemon_frozen_past_its_lease_steps_aside_when_it_wakes(
     assert "controller_error" not in kinds, kinds
     assert kinds.count("call_ended") == 1, kinds
     print(f"records the woken daemon was refused: {sum(e['records'] for e in refused)}")
+
+
+async def test_a_handover_gives_the_calls_to_the_standby_and_the_old_one_exits_0(
+    pair: tuple[Simulator, DaemonProcess, DaemonProcess], database: str
+) -> None:
+    sim, active, standby = pair
+    talking = await place_call(sim, "talks", "100")
+    choosing = await place_call(sim, "chooses_late", "100")
+    await wait_until(lambda: bool(sim.asterisk.bridges), 10, "the first caller talking")
+    await asyncio.sleep(2 * RENEW_S * 4)  # the active one has seen its standby by now
+    handover = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ari_controller.cli", "handover",
+        "--config", str(standby.config_path), "--wait", "10",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await handover.communicate()
+    assert handover.returncode == 0, (out, err)
+    assert b"b drives 'callrouting' now (fencing 2)" in out
+    assert await active.wait_exit(15) == 0
+    await active.wait_log("handed_over", timeout=1, where=lambda e: e["all_written"])
+    await standby.wait_log("calls_picked_up", timeout=5)
+    await wait_until(lambda: not sim.asterisk.channels, 30, "both calls ended")
+    alerts = await alerts_by_channel(database)
+    assert set(alerts) == {talking, choosing}
+    assert [alerts[c]["ended_reason"] for c in (talking, choosing)] == ["connected"] * 2
+    for channel in (talking, choosing):
+        kinds = [event["kind"] for event in alerts[channel]["calls"][0]["timeline"]]
+        assert "controller_error" not in kinds and kinds.count("call_ended") == 1, kinds
+
+
+async def test_a_handover_without_a_standby_is_refused(
+    pair: tuple[Simulator, DaemonProcess, DaemonProcess],
+) -> None:
+    _sim, active, standby = pair
+    await standby.kill()
+    await asyncio.sleep(RENEW_S * 5)  # long enough not to count as present any more
+    handover = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ari_controller.cli", "handover",
+        "--config", str(active.config_path), "--wait", "2",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await handover.communicate()
+    assert handover.returncode == 1 and b"no standby" in err
+    seen = await readyz(active)
+    assert (seen["status"], seen["role"], seen["standby_present"]) == (200, "active", False)

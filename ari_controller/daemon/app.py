@@ -137,6 +137,7 @@ class Daemon:
         # it again as a standby.
         self.failover: Failover | None = None
         self.lost_lease: str | None = None
+        self.handed_over = False
         self._must_stop = asyncio.Event()
         self._events_started = False
         self.config_loaded_at = dt.datetime.now(dt.UTC)
@@ -294,6 +295,7 @@ class Daemon:
                 on_active=self._became_active,
                 on_lost=self._lost_lease,
                 asterisk_connected=lambda: self.events.is_connected,
+                on_handover=self._hand_over,
             )
             ari.may_send = self.failover.confirm
             self._background(self.failover.run(), "failover")
@@ -375,6 +377,26 @@ class Daemon:
         systemd.notify(f"STATUS=active (fencing {fencing}), connecting to Asterisk")
         self._start_events()
 
+    def _hand_over(self) -> None:
+        """`ari-controller handover` (an upgrade): give the calls to the standby."""
+        self._background(self._handing_over(), "handover")
+
+    async def _handing_over(self) -> None:
+        """Everything recorded so far is written; from then on this daemon neither acts nor
+        writes, gives the lease up and leaves Asterisk. The standby takes the lease at its
+        next try and picks every call up from the database, as after a restart; a call that
+        arrives meanwhile rings in the dialplan until it connects."""
+        assert self.failover is not None
+        written = await self.writer.flush(RESUME_FLUSH_S)
+        self.writer.discard_from_now()
+        self._refuse_requests()
+        await self.failover.release()
+        if self._events_started:
+            await self.events.stop()
+        log.info("handed_over", all_written=written, calls=len(self.controller.calls))
+        self.handed_over = True
+        self._lost_lease("handed over to a standby")
+
     def _lost_lease(self, why: str) -> None:
         """Another daemon drives the app now: stop touching calls and leave (the supervisor
         starts this one again, as a standby)."""
@@ -382,6 +404,7 @@ class Daemon:
             return
         self.lost_lease = why
         self.replaced = True
+        self._refuse_requests()
         self.metrics.ari_connected.set(0)
         systemd.notify(f"STATUS=not driving the app any more: {why}")
         log.error("controller_stepping_aside", why=why, calls=len(self.controller.calls))
@@ -443,6 +466,15 @@ class Daemon:
             calls_in_progress=len(self.controller.calls),
             hint="another controller took the app; restart this one to take it back",
         )
+
+    def _refuse_requests(self) -> None:
+        """No request leaves this daemon any more (its calls are another daemon's)."""
+
+        async def refuse() -> bool:
+            return False
+
+        if self.running is not None:
+            self.running.ari.may_send = refuse
 
     # ---- what /readyz and /metrics tell ------------------------------------------------------
 

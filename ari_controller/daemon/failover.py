@@ -68,6 +68,7 @@ class Failover:
         on_active: Callable[[int], None],
         on_lost: Callable[[str], None],
         asterisk_connected: Callable[[], bool],
+        on_handover: Callable[[], None] = lambda: None,
         now: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
     ) -> None:
         self._dsn = dsn
@@ -77,6 +78,8 @@ class Failover:
         self._version = version
         self._on_active = on_active
         self._on_lost = on_lost
+        self._on_handover = on_handover
+        self._handing_over = False
         self._asterisk_connected = asterisk_connected
         self._now = now
         self.role: Role = "standby"
@@ -184,6 +187,13 @@ class Failover:
             self._lose("another controller took the lease over")
             return
         self._deadline = began + self.settings.lease_s - DEADLINE_MARGIN
+        if renewed.handover_requested and not self._handing_over:
+            if self.standby_present:
+                self._handing_over = True
+                log.info("handover_requested", app=self.app, member=self.member)
+                self._on_handover()
+            else:
+                log.warning("handover_refused", why="no standby seen: nobody would take the calls")
 
     async def _renew_now(self) -> bool:
         began = time.monotonic()

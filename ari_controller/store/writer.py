@@ -155,6 +155,7 @@ class StoreWriter:
         this holder's; otherwise it is dropped: the calls are another daemon's now."""
         self.fenced = 0
         """Records dropped because the lease was no longer this daemon's."""
+        self._discarding = False
 
     # --- what the call flow and the app use ------------------------------------------------
 
@@ -171,8 +172,16 @@ class StoreWriter:
     def rejected_path(self) -> Path:
         return self._spool.rejected_path
 
+    def discard_from_now(self) -> None:
+        """Every record submitted from now on is dropped (counted in `fenced`): this daemon
+        handed its calls to another one, which writes their records from here on."""
+        self._discarding = True
+
     def submit(self, record: Record) -> None:
         """Queue a record for writing. Returns at once, never raises."""
+        if self._discarding:
+            self.fenced += 1
+            return
         try:
             self._queue.append(_Pending(record, spooled=False))
             self._submitted += 1
