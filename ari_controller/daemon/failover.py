@@ -145,17 +145,20 @@ class Failover:
             await self._drop_connection()
 
     async def release(self) -> None:
-        """Gives the lease up (a clean stop: a standby takes over at its next try)."""
-        if self.role != "active" or self.fencing is None or self.lost is not None:
-            self.lost = self.lost or "stopped"  # and no taking it again while stopping
-            return
-        self.lost = "released"
+        """Gives the lease up (a clean stop, a handover: a standby takes over at its next
+        try) and takes it no more."""
+        if self.role == "active" and self.fencing is not None and self.lost is None:
+            await self._release_lease()
+        self.lost = self.lost or "stopped"
+        self.role = "standby"
+
+    async def _release_lease(self) -> None:
+        assert self.fencing is not None
         with contextlib.suppress(*DATABASE_ERRORS):
             conn = await self._connection()
             await lease.release(conn, self.app, self.member, self.fencing, timeout_s=self._timeout)
             await lease.leave(conn, self.app, self.member, timeout_s=self._timeout)
             log.info("lease_released", app=self.app, fencing=self.fencing)
-        self.role = "standby"
 
     # ---- steps ------------------------------------------------------------------------------
 
@@ -225,7 +228,7 @@ class Failover:
         if self._asterisk_lost_at is None:
             self._asterisk_lost_at = now
         elif now - self._asterisk_lost_at > self.settings.lease_s:
-            await self.release()
+            await self._release_lease()
             self._lose("Asterisk was unreachable for longer than the lease")
 
     def lose(self, why: str) -> None:
