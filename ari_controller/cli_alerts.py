@@ -13,11 +13,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from ari_controller.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ari_controller.cli_common import DB_TIMEOUT_S, EXIT_FAILED, EXIT_OK, EXIT_USAGE, on_database
 from ari_controller.cli_common import load_or_exit as _load
 from ari_controller.simulator.cli import positive_int
-
-DB_TIMEOUT_S = 10.0
 
 
 def _dsn(args: argparse.Namespace) -> str:
@@ -35,26 +33,7 @@ def _dsn(args: argparse.Namespace) -> str:
 
 def _with_database(args: argparse.Namespace, work: Callable[[Any], Awaitable[int]]) -> int:
     """Run `work` on one connection to the database; a database error is a clear message."""
-    import asyncpg
-
-    dsn = _dsn(args)
-
-    async def run() -> int:
-        conn = await asyncpg.connect(dsn, timeout=DB_TIMEOUT_S)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close(timeout=DB_TIMEOUT_S)
-
-    try:
-        return asyncio.run(run())
-    except asyncpg.UndefinedTableError:
-        print(
-            "error: the database has no alerts yet: run `ari-controller migrate`", file=sys.stderr
-        )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        print(f"error: database: {str(exc) or type(exc).__name__}", file=sys.stderr)
-    return EXIT_FAILED
+    return on_database(_dsn(args), work, what="alerts")
 
 
 def _alert_id(text: str, what: str = "an alert") -> uuid.UUID:

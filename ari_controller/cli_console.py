@@ -9,7 +9,6 @@ they are asked twice on a terminal, or read as one line from standard input with
 from __future__ import annotations
 
 import argparse
-import asyncio
 import datetime as dt
 import getpass
 import json
@@ -17,14 +16,13 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ari_controller.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from ari_controller.cli_common import DB_TIMEOUT_S, EXIT_OK, EXIT_USAGE, on_database
 from ari_controller.cli_common import load_or_exit as _load
 from ari_controller.config import Config
 
 if TYPE_CHECKING:
     from ari_controller.console.accounts import Account
 
-DB_TIMEOUT_S = 10.0
 # accounts.ROLES, spelled out: importing accounts hashes a password (argon2, 64 MiB) at once,
 # which every other command would pay for (a test keeps the two the same).
 ROLES = ("viewer", "responder", "admin")
@@ -49,28 +47,7 @@ def _dsn(args: argparse.Namespace, config: Config | None) -> str:
 
 def _with_database(dsn: str, work: Callable[[Any], Awaitable[int]]) -> int:
     """Run `work` on one connection; a database that cannot be reached is one line, exit 1."""
-    import asyncpg
-
-    async def run() -> int:
-        conn = await asyncpg.connect(dsn, timeout=DB_TIMEOUT_S)
-        try:
-            return await work(conn)
-        finally:
-            await conn.close(timeout=DB_TIMEOUT_S)
-
-    try:
-        return asyncio.run(run())
-    except _Refused as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except asyncpg.UndefinedTableError:
-        print(
-            "error: the database has no console users yet: run `ari-controller migrate`",
-            file=sys.stderr,
-        )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        print(f"error: database: {str(exc) or type(exc).__name__}", file=sys.stderr)
-    return EXIT_FAILED
+    return on_database(dsn, work, what="console users", usage_errors=(_Refused,))
 
 
 def read_password(from_stdin: bool) -> str:
