@@ -310,7 +310,8 @@ class Daemon:
         self._closers.append(self._close_db_pool)
         if config.alerts.engine.enabled:
             self._db_users.append(self._background(alert_engine.run(), "alert-engine"))
-            self._db_users.append(self._background(deliveries.run(), "alert-deliveries"))
+            if self.failover is None:
+                self._start_deliveries()
         self._background(self._sweep(asterisk.sweep_interval_s), "orphan-sweep")
         interval = systemd.watchdog_interval()
         if interval:
@@ -365,6 +366,10 @@ class Daemon:
 
     # ---- ARI connection ---------------------------------------------------------------------
 
+    def _start_deliveries(self) -> None:
+        # Phone notifications need Asterisk: with a standby, only the active daemon delivers.
+        self._db_users.append(self._background(self._parts().deliveries.run(), "alert-deliveries"))
+
     def _start_events(self) -> None:
         self._events_started = True
         self._background(self.events.run(), "ari-events")
@@ -376,6 +381,8 @@ class Daemon:
         self.writer.fence = (self.config.asterisk.app, self.failover.member, fencing)
         systemd.notify(f"STATUS=active (fencing {fencing}), connecting to Asterisk")
         self._start_events()
+        if self.config.alerts.engine.enabled:
+            self._start_deliveries()
 
     def _hand_over(self) -> None:
         """`ari-controller handover` (an upgrade): give the calls to the standby."""
