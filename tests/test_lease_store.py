@@ -9,6 +9,7 @@ import asyncio
 import datetime as dt
 
 import asyncpg
+import pytest
 
 from ari_controller.store import lease
 
@@ -85,3 +86,29 @@ async def test_members_say_they_are_there_and_in_which_role(pool: asyncpg.Pool) 
         assert all(m.seen_ago_s < 5 for m in found.values())
         await lease.leave(conn, APP, "a")
         assert [m.member for m in await lease.members(conn, APP)] == ["b"]
+
+
+async def test_a_write_frozen_mid_batch_holds_a_takeover_up_for_one_idle_timeout_at_most(
+    pool: asyncpg.Pool, database: str
+) -> None:
+    """The holder's write batches read the lease row FOR SHARE; a holder frozen inside one
+    must not block the standby for ever: its session ends after the idle timeout it sets."""
+    async with pool.acquire() as conn:
+        assert await lease.acquire(conn, APP, "a", 0.2) == 1
+    frozen = await asyncpg.connect(
+        database, server_settings={"idle_in_transaction_session_timeout": "800"}
+    )
+    try:
+        transaction = frozen.transaction()
+        await transaction.start()
+        await frozen.execute("SELECT 1 FROM controller_leases WHERE app = $1 FOR SHARE", APP)
+        await asyncio.sleep(0.3)  # a's lease expired, its batch still open
+        async with pool.acquire() as conn:
+            began = asyncio.get_running_loop().time()
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await lease.acquire(conn, APP, "b", 5, timeout_s=0.4)
+            assert asyncio.get_running_loop().time() - began < 1.0  # refused, not hung
+            await asyncio.sleep(0.8)  # the idle timeout ends the frozen session
+            assert await lease.acquire(conn, APP, "b", 5, timeout_s=0.4) == 2
+    finally:
+        frozen.terminate()

@@ -205,6 +205,8 @@ class Daemon:
             resolve(self.base_dir, db.spool_dir),
             on_write=self.metrics.store_write,
         )
+        if config.failover.enabled:
+            writer.idle_in_transaction_s = config.failover.lease_s
         asterisk = config.asterisk
         ari = AriClient(
             asterisk.url,

@@ -131,6 +131,10 @@ class Failover:
                     else:
                         await self._renew(began)
                     await self._heartbeat()
+                except asyncpg.LockNotAvailableError:
+                    # The lease row is held by a write of the holder that froze mid-batch:
+                    # Postgres ends that session within a lease (idle_in_transaction).
+                    log.info("lease_row_busy", role=self.role)
                 except DATABASE_ERRORS as exc:
                     await self._drop_connection()
                     log.warning(
@@ -202,6 +206,8 @@ class Failover:
         began = time.monotonic()
         try:
             await self._renew(began)
+        except asyncpg.LockNotAvailableError:
+            log.info("lease_row_busy", role=self.role)
         except DATABASE_ERRORS as exc:
             await self._drop_connection()
             log.warning("lease_unconfirmed", error=str(exc) or type(exc).__name__)

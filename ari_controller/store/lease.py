@@ -44,11 +44,23 @@ class Member:
     seen_ago_s: float
 
 
+async def _lock_timeout(conn: Any, timeout_s: float) -> None:
+    """Within the caller's transaction: waiting for the lease row longer than this fails
+    (LockNotAvailableError) rather than hanging: a frozen daemon's write batch may hold it."""
+    await conn.execute(f"SET LOCAL lock_timeout = {max(10, int(timeout_s * 500))}")
+
+
 async def acquire(
     conn: Any, app: str, member: str, ttl_s: float, *, timeout_s: float = 2.0
 ) -> int | None:
     """The lease for `member` when it is free or expired: its new fencing number; None when
     another daemon holds an unexpired one."""
+    async with conn.transaction():
+        await _lock_timeout(conn, timeout_s)
+        return await _acquire(conn, app, member, ttl_s, timeout_s)
+
+
+async def _acquire(conn: Any, app: str, member: str, ttl_s: float, timeout_s: float) -> int | None:
     fencing = await conn.fetchval(
         "INSERT INTO controller_leases AS l (app, holder, fencing, acquired_at, renewed_at,"
         " expires_at) VALUES ($1, $2, 1, now(), now(), now() + make_interval(secs => $3))"
@@ -71,6 +83,14 @@ async def renew(
     """Extends the lease by `ttl_s` from now; None when it is no longer this holder's (taken
     over after it expired). An expired lease nobody took yet is still renewed: its holder
     kept serving, and nobody else drives the app."""
+    async with conn.transaction():
+        await _lock_timeout(conn, timeout_s)
+        return await _renew(conn, app, member, fencing, ttl_s, timeout_s)
+
+
+async def _renew(
+    conn: Any, app: str, member: str, fencing: int, ttl_s: float, timeout_s: float
+) -> Renewal | None:
     row = await conn.fetchrow(
         "UPDATE controller_leases SET renewed_at = now(),"
         " expires_at = now() + make_interval(secs => $4)"

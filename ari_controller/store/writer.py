@@ -156,6 +156,10 @@ class StoreWriter:
         self.fenced = 0
         """Records dropped because the lease was no longer this daemon's."""
         self._discarding = False
+        self.idle_in_transaction_s: float | None = None
+        """With a fence: Postgres ends a session of ours that stays idle inside a transaction
+        this long (a process frozen mid-batch), so the lease row it read FOR SHARE does not
+        hold a standby's takeover up for longer than a lease."""
 
     # --- what the call flow and the app use ------------------------------------------------
 
@@ -377,10 +381,17 @@ class StoreWriter:
                     max_size=self._pool_max,
                     timeout=self._connect_timeout,
                     command_timeout=self._statement_timeout,
+                    server_settings=self._server_settings(),
                 ),
                 timeout=self._connect_timeout * 2,
             )
         return self._pool
+
+    def _server_settings(self) -> dict[str, str]:
+        if self.idle_in_transaction_s is None:
+            return {}
+        ms = max(100, int(self.idle_in_transaction_s * 1000))
+        return {"idle_in_transaction_session_timeout": str(ms)}
 
     async def _close_pool(self) -> None:
         pool, self._pool = self._pool, None
