@@ -44,8 +44,10 @@ CONFIG: dict[str, Any] = {
         }
     ],
 }
-# Listens to the greeting, is connected, talks, hangs up.
-CALLER = [{"answer": {}}, {"wait": 40}, {"hangup": {}}]
+# Listens to the greeting, is connected, talks, hangs up: 10 s of real time, room enough for
+# all eight to be connected through a handful of sessions on a busy CI machine (5 s once
+# was not).
+CALLER = [{"answer": {}}, {"wait": 80}, {"hangup": {}}]
 
 
 async def test_calls_go_through_while_other_clients_hold_most_sessions(
