@@ -92,6 +92,7 @@ class Failover:
         self._asterisk_lost_at: float | None = None
         self._conn: asyncpg.Connection | None = None
         self._confirming: asyncio.Future[bool] | None = None
+        self._using_database = asyncio.Lock()  # asyncpg: one statement at a time per connection
         # Each lease statement: an answer slower than two renewals is as good as none.
         self._timeout = max(0.5, settings.renew_every_s * 2)
 
@@ -125,34 +126,38 @@ class Failover:
         try:
             while self.lost is None:
                 began = time.monotonic()
-                try:
-                    if self.role == "standby":
-                        await self._try_to_take(began)
-                    else:
-                        await self._renew(began)
-                    await self._heartbeat()
-                except asyncpg.LockNotAvailableError:
-                    # The lease row is held by a write of the holder that froze mid-batch:
-                    # Postgres ends that session within a lease (idle_in_transaction).
-                    log.info("lease_row_busy", role=self.role)
-                except DATABASE_ERRORS as exc:
-                    await self._drop_connection()
-                    log.warning(
-                        "lease_database_unreachable",
-                        role=self.role,
-                        error=str(exc) or type(exc).__name__,
-                    )
+                async with self._using_database:
+                    await self._step(began)
                 await self._check_asterisk()
                 spent = time.monotonic() - began
                 await asyncio.sleep(max(0.0, self.settings.renew_every_s - spent))
         finally:
             await self._drop_connection()
 
+    async def _step(self, began: float) -> None:
+        """Take or renew the lease, and say we are here."""
+        try:
+            if self.role == "standby":
+                await self._try_to_take(began)
+            elif self.lost is None:
+                await self._renew(began)
+            await self._heartbeat()
+        except asyncpg.LockNotAvailableError:
+            # The lease row is held by a write of the holder that froze mid-batch: Postgres
+            # ends that session within a lease (idle_in_transaction_session_timeout).
+            log.info("lease_row_busy", role=self.role)
+        except DATABASE_ERRORS as exc:
+            await self._drop_connection()
+            log.warning(
+                "lease_database_unreachable", role=self.role, error=str(exc) or type(exc).__name__
+            )
+
     async def release(self) -> None:
         """Gives the lease up (a clean stop, a handover: a standby takes over at its next
         try) and takes it no more."""
         if self.role == "active" and self.fencing is not None and self.lost is None:
-            await self._release_lease()
+            async with self._using_database:
+                await self._release_lease()
         self.lost = self.lost or "stopped"
         self.role = "standby"
 
@@ -203,15 +208,20 @@ class Failover:
                 log.warning("handover_refused", why="no standby seen: nobody would take the calls")
 
     async def _renew_now(self) -> bool:
-        began = time.monotonic()
-        try:
-            await self._renew(began)
-        except asyncpg.LockNotAvailableError:
-            log.info("lease_row_busy", role=self.role)
-        except DATABASE_ERRORS as exc:
-            await self._drop_connection()
-            log.warning("lease_unconfirmed", error=str(exc) or type(exc).__name__)
-        return self.lost is None
+        # One statement at a time on the lease's connection: the loop may be renewing too
+        # (both wake together after a freeze); its renewal, if it went through, is enough.
+        async with self._using_database:
+            if self.lost is not None or time.monotonic() < self._deadline:
+                return self.lost is None
+            began = time.monotonic()
+            try:
+                await self._renew(began)
+            except asyncpg.LockNotAvailableError:
+                log.info("lease_row_busy", role=self.role)
+            except DATABASE_ERRORS as exc:
+                await self._drop_connection()
+                log.warning("lease_unconfirmed", error=str(exc) or type(exc).__name__)
+            return self.lost is None
 
     async def _heartbeat(self) -> None:
         conn = await self._connection()
@@ -234,7 +244,8 @@ class Failover:
         if self._asterisk_lost_at is None:
             self._asterisk_lost_at = now
         elif now - self._asterisk_lost_at > self.settings.lease_s:
-            await self._release_lease()
+            async with self._using_database:
+                await self._release_lease()
             self._lose("Asterisk was unreachable for longer than the lease")
 
     def lose(self, why: str) -> None:
