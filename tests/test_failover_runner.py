@@ -120,3 +120,34 @@ async def test_an_active_daemon_cut_off_from_asterisk_gives_the_lease_up(
         assert await lease.acquire(conn, "callrouting", "b", 5) == 2  # free at once
     finally:
         await conn.close()
+
+
+async def test_after_an_outage_of_the_database_the_holder_keeps_its_lease(
+    runner: Runner, database: str
+) -> None:
+    await until(lambda: runner.failover.role == "active")
+    standby = Runner(database, member="b")
+    standby.start()
+    try:
+        await until(lambda: standby.failover.standby_present or runner.failover.standby_present)
+        nowhere = f"postgresql://nobody@127.0.0.1:{free_port()}/none"
+        for each in (runner, standby):  # Postgres goes away for both
+            each.dsn = nowhere
+            if each.failover._conn is not None:
+                each.failover._conn.terminate()
+        await asyncio.sleep(SETTINGS.lease_s * 2)  # the lease expires meanwhile
+        assert await runner.failover.confirm()  # the active one serves on, unconfirmed
+        # Postgres is back, and the standby reaches it first: having seen the lease expire
+        # only now, it leaves the holder a lease's time to renew it, and the holder does.
+        standby.dsn = database
+        await asyncio.sleep(SETTINGS.renew_every_s * 2)
+        runner.dsn = database
+        await asyncio.sleep(SETTINGS.lease_s * 3)
+        assert (runner.failover.role, runner.failover.fencing) == ("active", 1)
+        assert standby.failover.role == "standby" and not standby.became_active
+        assert not runner.lost
+        # A holder that really is gone is still taken over.
+        await runner.stop()
+        await until(lambda: standby.became_active == [2], SETTINGS.lease_s * 4)
+    finally:
+        await standby.stop()

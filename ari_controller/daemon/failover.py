@@ -8,7 +8,10 @@ deadline (the lease's length from when it asked, a little less): past it, before
 or write, the lease is confirmed first, so a daemon that was frozen and wakes up finds out it
 was taken over before it touches a call. Postgres unreachable: the active one keeps serving
 (its records wait in the spool) unless replaced; Asterisk unreachable for longer than the
-lease: the active one gives the lease up so that a standby may do better.
+lease: the active one gives the lease up so that a standby may do better. A standby takes an
+expired lease only after it has itself reached Postgres for a whole lease: after an outage of
+the database both come back with the lease expired, and the holder, which kept serving, must
+get the first chance to renew it (else its spooled records would be fenced off).
 """
 
 from __future__ import annotations
@@ -88,6 +91,12 @@ class Failover:
         self.lost: str | None = None  # why this daemon stopped driving, once it did
         self.standby_present = False
         self._deadline = 0.0  # time.monotonic() until which the lease is surely ours
+        # Postgres unreachable at the last try: requests go ahead unconfirmed until then
+        # rather than each waiting for another failed connection.
+        self._unconfirmed_until = 0.0
+        # Since when (time.monotonic()) this daemon's lease statements have been answered
+        # without a break; None while the database is unreachable.
+        self._database_since: float | None = None
         self._started_at = now()
         self._asterisk_lost_at: float | None = None
         self._conn: asyncpg.Connection | None = None
@@ -111,7 +120,7 @@ class Failover:
         (Asterisk's ApplicationReplaced still stops a daemon that was replaced)."""
         if self.lost is not None or self.role != "active":
             return False
-        if time.monotonic() < self._deadline:
+        if time.monotonic() < max(self._deadline, self._unconfirmed_until):
             return True
         if self._confirming is None or self._confirming.done():
             self._confirming = asyncio.ensure_future(self._renew_now())
@@ -147,7 +156,7 @@ class Failover:
             # ends that session within a lease (idle_in_transaction_session_timeout).
             log.info("lease_row_busy", role=self.role)
         except DATABASE_ERRORS as exc:
-            await self._drop_connection()
+            await self._database_unreachable()
             log.warning(
                 "lease_database_unreachable", role=self.role, error=str(exc) or type(exc).__name__
             )
@@ -173,6 +182,13 @@ class Failover:
 
     async def _try_to_take(self, began: float) -> None:
         conn = await self._connection()
+        seen = await lease.current(conn, self.app, timeout_s=self._timeout)
+        if seen is not None and not seen.expired:
+            return
+        if seen is not None and not seen.released and not self._reached_database_for_a_lease():
+            # Expired while we could not see it: the holder may have been cut off from
+            # Postgres like us and still be serving; it renews within a lease if it is.
+            return
         fencing = await lease.acquire(
             conn, self.app, self.member, self.settings.lease_s, timeout_s=self._timeout
         )
@@ -219,7 +235,7 @@ class Failover:
             except asyncpg.LockNotAvailableError:
                 log.info("lease_row_busy", role=self.role)
             except DATABASE_ERRORS as exc:
-                await self._drop_connection()
+                await self._database_unreachable()
                 log.warning("lease_unconfirmed", error=str(exc) or type(exc).__name__)
             return self.lost is None
 
@@ -260,10 +276,20 @@ class Failover:
         log.error("lease_lost", app=self.app, member=self.member, fencing=self.fencing, why=why)
         self._on_lost(why)
 
+    def _reached_database_for_a_lease(self) -> bool:
+        since = self._database_since
+        return since is not None and time.monotonic() - since >= self.settings.lease_s
+
+    async def _database_unreachable(self) -> None:
+        self._database_since = None
+        self._unconfirmed_until = time.monotonic() + self.settings.renew_every_s
+        await self._drop_connection()
+
     async def _connection(self) -> asyncpg.Connection:
         # A connection of its own: a busy pool must not cost the lease.
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(self._dsn(), timeout=self.settings.renew_every_s * 2)
+            self._database_since = time.monotonic()
         return self._conn
 
     async def _drop_connection(self) -> None:

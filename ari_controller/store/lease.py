@@ -31,6 +31,7 @@ class LeaseInfo:
     acquired_at: dt.datetime
     expires_at: dt.datetime
     expired: bool
+    released: bool  # given up by its holder (a clean stop, a handover), not merely expired
     handover_requested_at: dt.datetime | None
 
 
@@ -136,7 +137,8 @@ async def request_handover(conn: Any, app: str, *, timeout_s: float = 2.0) -> st
 async def current(conn: Any, app: str, *, timeout_s: float = 2.0) -> LeaseInfo | None:
     row = await conn.fetchrow(
         "SELECT app, holder, fencing, acquired_at, expires_at, expires_at <= now() AS expired,"
-        " handover_requested_at FROM controller_leases WHERE app = $1",
+        " expires_at <= renewed_at AS released, handover_requested_at"
+        " FROM controller_leases WHERE app = $1",
         app,
         timeout=timeout_s,
     )
