@@ -1,5 +1,6 @@
-"""What the project ships for a PBX host: the systemd unit with its sysusers/tmpfiles
-snippets, and the Asterisk configuration in asterisk/."""
+"""What the project ships for a PBX host: the systemd units (one daemon, and a template for
+several on one host) with their sysusers/tmpfiles snippets, and the Asterisk configuration in
+asterisk/."""
 
 from __future__ import annotations
 
@@ -9,17 +10,24 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from ari_controller.cli import EXIT_USAGE, build_parser
-from ari_controller.config import load_config
+from ari_controller.config import load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 ASTERISK = ROOT / "asterisk"
 UNIT = DEPLOY / "ari-controller.service"
+TEMPLATE = DEPLOY / "ari-controller@.service"
+SPOOL = "/var/spool/ari-controller"  # database.spool_dir of the plain unit
+CONFIG = "/etc/ari-controller/config.yaml"
+# The template's instance (%i) is the daemon's failover member: its configuration and spool.
+INSTANCE_CONFIG = "/etc/ari-controller/%i.yaml"
+INSTANCE_SPOOL = f"{SPOOL}/%i"
 
 Unit = dict[str, list[tuple[str, str]]]
 
@@ -52,12 +60,40 @@ def one(unit: Unit, section: str, key: str) -> str:
     return found[0]
 
 
+def config_of(path: Path) -> str:
+    """The configuration file the unit's daemon reads."""
+    return INSTANCE_CONFIG if path == TEMPLATE else CONFIG
+
+
+def tmpfiles() -> dict[str, list[str]]:
+    return {
+        fields[1]: fields
+        for line in (DEPLOY / "ari-controller.tmpfiles").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+        for fields in [line.split()]
+    }
+
+
 @pytest.fixture(scope="module")
 def unit() -> Unit:
     return parse_unit(UNIT.read_text(encoding="utf-8"))
 
 
-def test_the_unit_is_a_notify_service_with_watchdog_and_restart(unit: Unit) -> None:
+@pytest.fixture(scope="module")
+def template() -> Unit:
+    return parse_unit(TEMPLATE.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module", params=[UNIT, TEMPLATE], ids=["plain", "template"])
+def each_unit(request: pytest.FixtureRequest) -> tuple[Path, Unit]:
+    path: Path = request.param
+    return path, parse_unit(path.read_text(encoding="utf-8"))
+
+
+def test_the_unit_is_a_notify_service_with_watchdog_and_restart(
+    each_unit: tuple[Path, Unit],
+) -> None:
+    _, unit = each_unit
     assert one(unit, "Service", "Type") == "notify"
     watchdog = one(unit, "Service", "WatchdogSec")
     assert 5 <= int(watchdog.removesuffix("s")) <= 120
@@ -72,20 +108,29 @@ def test_the_unit_is_a_notify_service_with_watchdog_and_restart(unit: Unit) -> N
     assert int(one(unit, "Service", "TimeoutStopSec")) >= 45
 
 
-def test_execstart_runs_the_daemon_with_a_config_file_the_cli_accepts(unit: Unit) -> None:
+def test_execstart_runs_the_daemon_with_a_config_file_the_cli_accepts(
+    each_unit: tuple[Path, Unit],
+) -> None:
+    path, unit = each_unit
     argv = shlex.split(one(unit, "Service", "ExecStart"))
     assert Path(argv[0]).name == "ari-controller"
     args = build_parser().parse_args(argv[1:])
     assert args.command == "run"
-    assert args.config == "/etc/ari-controller/config.yaml"
+    assert args.config == config_of(path)
     assert args.log_format == "json"  # journald gets one JSON object per line
     assert args.drain_seconds < int(one(unit, "Service", "TimeoutStopSec"))
     # The configuration is checked before starting, by the same program.
-    pre = build_parser().parse_args(shlex.split(one(unit, "Service", "ExecStartPre"))[1:])
-    assert pre.command == "check-config" and pre.config == args.config
+    checks = [
+        build_parser().parse_args(pre[1:])
+        for line in values(unit, "Service", "ExecStartPre")
+        for pre in [shlex.split(line)]
+        if Path(pre[0]).name == "ari-controller"
+    ]
+    assert [(c.command, c.config) for c in checks] == [("check-config", args.config)]
 
 
-def test_the_unit_runs_as_a_dedicated_user_with_hardening(unit: Unit) -> None:
+def test_the_unit_runs_as_a_dedicated_user_with_hardening(each_unit: tuple[Path, Unit]) -> None:
+    _, unit = each_unit
     user = one(unit, "Service", "User")
     assert user == "ari-controller"
     for key, expected in {
@@ -109,36 +154,95 @@ def test_the_unit_runs_as_a_dedicated_user_with_hardening(unit: Unit) -> None:
 
 def test_the_writable_paths_are_created_for_the_service_user(unit: Unit) -> None:
     writable = one(unit, "Service", "ReadWritePaths").split()
-    assert "/var/spool/ari-controller" in writable  # database.spool_dir
+    assert SPOOL in writable  # database.spool_dir
     assert "/var/lib/asterisk/sounds/callrouting" in writable  # prompts.cache_dir
-    tmpfiles = {
-        fields[1]: fields
-        for line in (DEPLOY / "ari-controller.tmpfiles").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-        for fields in [line.split()]
-    }
+    created = tmpfiles()
     user = one(unit, "Service", "User")
     for path in writable:
-        kind, _path, _mode, owner, *_ = tmpfiles[path]
+        kind, _path, _mode, owner, *_ = created[path]
         assert kind == "d" and owner == user, path
     sysusers = (DEPLOY / "ari-controller.sysusers").read_text().splitlines()
     assert any(line.split()[:2] == ["u", user] for line in sysusers if line.strip())
     # Asterisk reads the prompts the service writes.
     assert one(unit, "Service", "SupplementaryGroups") == "asterisk"
-    assert tmpfiles["/var/lib/asterisk/sounds/callrouting"][4] == "asterisk"
+    assert created["/var/lib/asterisk/sounds/callrouting"][4] == "asterisk"
+
+
+# ---- the template: several daemons on one host ---------------------------------------------
+
+
+def expected_template(unit: Unit) -> Unit:
+    """The plain unit as the template must read: every line the same (hardening included)
+    but the daemon's configuration file, its spool and the description, which name the
+    instance, and a first ExecStartPre that creates the instance's spool."""
+    install = f"+/usr/bin/install -d -m 0750 -o ari-controller -g ari-controller {INSTANCE_SPOOL}"
+    expected: Unit = {}
+    for section, lines in unit.items():
+        out = expected.setdefault(section, [])
+        for key, value in lines:
+            if key == "Description":
+                value = value.replace("ari-controller:", "ari-controller %i:", 1)
+            elif key in ("ExecStartPre", "ExecStart"):
+                value = value.replace(CONFIG, INSTANCE_CONFIG)
+            elif key == "ReadWritePaths":
+                value = " ".join(INSTANCE_SPOOL if p == SPOOL else p for p in value.split())
+            if key == "ExecStartPre" and ("ExecStartPre", install) not in out:
+                out.append(("ExecStartPre", install))
+            out.append((key, value))
+    return expected
+
+
+def test_the_template_is_the_plain_unit_but_for_the_instance(unit: Unit, template: Unit) -> None:
+    expected = expected_template(unit)
+    assert template.keys() == expected.keys()
+    for section in expected:
+        missing = [line for line in expected[section] if line not in template[section]]
+        extra = [line for line in template[section] if line not in expected[section]]
+        assert (missing, extra) == ([], []), f"[{section}]: missing {missing}, extra {extra}"
+        assert template[section] == expected[section], f"[{section}]: lines in another order"
+
+
+def test_the_template_paths_name_the_instance(template: Unit) -> None:
+    """No two instances share a configuration file or a spool: every path of the daemon's
+    own in the template carries %i, and the spool is created for the service user."""
+    own = ("/etc/ari-controller/", f"{SPOOL}")
+    for section, lines in template.items():
+        for key, value in lines:
+            for word in value.split():
+                if word.startswith(own) and word != "/etc/ari-controller/environment":
+                    assert "%i" in word, f"[{section}] {key}: {word}"
+    writable = one(template, "Service", "ReadWritePaths").split()
+    assert INSTANCE_SPOOL in writable and SPOOL not in writable
+    # Created before each start (the sandbox needs it to exist), outside the sandbox (+),
+    # owned and moded like the spool directory of the plain unit.
+    create = shlex.split(values(template, "Service", "ExecStartPre")[0])
+    assert create[0] == "+/usr/bin/install" and create[1] == "-d", create
+    options = dict(zip(create[2:-1:2], create[3:-1:2], strict=True))
+    kind, _path, mode, owner, group, *_ = tmpfiles()[SPOOL]
+    user = one(template, "Service", "User")
+    assert kind == "d" and owner == user
+    assert options == {"-m": mode, "-o": user, "-g": group}
+    assert create[-1] == INSTANCE_SPOOL
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="no systemd-analyze")
-def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("source", "verified"),
+    [(UNIT, "ari-controller.service"), (TEMPLATE, "ari-controller@a.service")],
+    ids=["plain", "template"],
+)
+def test_systemd_analyze_verify_accepts_the_unit(
+    tmp_path: Path, source: Path, verified: str
+) -> None:
     # verify checks that the programs exist: point them at this checkout's entry point.
     program = Path(sys.executable).parent / "ari-controller"
     if not program.exists():
         pytest.skip("ari-controller entry point not installed next to this Python")
-    text = UNIT.read_text().replace("/opt/ari-controller/bin/ari-controller", str(program))
-    unit_file = tmp_path / "ari-controller.service"
-    unit_file.write_text(text)
+    text = source.read_text().replace("/opt/ari-controller/bin/ari-controller", str(program))
+    (tmp_path / source.name).write_text(text)
+    # A template is verified as one of its instances, loaded from the template's file.
     result = subprocess.run(
-        ["systemd-analyze", "verify", str(unit_file)],
+        ["systemd-analyze", "verify", str(tmp_path / verified)],
         capture_output=True,
         text=True,
         timeout=30,
@@ -146,6 +250,57 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "Unknown" not in output and "ignoring" not in output, output
+
+
+# ---- the README's part on running the pair ------------------------------------------------
+
+
+def readme_pair_part() -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text[text.index("\n## Active and standby daemons\n") :]
+    section = section[: section.index("\n## ", 1)]
+    return section[section.index("\n### Running the pair\n") :]
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        old = out.get(key)
+        out[key] = merged(old, value) if isinstance(old, dict) else value
+    return out
+
+
+def test_the_readme_instance_snippets_fit_the_template() -> None:
+    """Each instance's snippet, merged into a whole configuration, is valid, enables failover
+    under the instance's name, and keeps its spool where the template lets it write."""
+    part = readme_pair_part()
+    snippets = {
+        match[1]: yaml.safe_load(match[2])
+        for match in re.finditer(
+            r"```yaml\n\s*# /etc/ari-controller/(\w+)\.yaml\n(.*?)```", part, re.DOTALL
+        )
+    }
+    assert sorted(snippets) == ["a", "b"]
+    enabled = re.search(r"systemctl enable --now ((?:ari-controller@\w+ ?)+)", part)
+    assert enabled is not None
+    assert enabled[1].split() == [f"ari-controller@{name}" for name in snippets]
+    base = yaml.safe_load((ROOT / "examples" / "demo.yaml").read_text(encoding="utf-8"))
+    ports = set()
+    for name, snippet in snippets.items():
+        config = parse_config(merged(base, snippet), f"README {name}.yaml", ROOT / "examples")
+        assert config.failover.enabled and config.failover.member == name
+        assert config.database.spool_dir == INSTANCE_SPOOL.replace("%i", name)
+        ports.add(config.http.port)
+    assert len(ports) == len(snippets)
+    assert f"`deploy/{TEMPLATE.name}`" in part and f"`deploy/{UNIT.name}`" in part
+
+
+def test_the_readme_pair_commands_are_ones_the_cli_accepts() -> None:
+    part = " ".join(readme_pair_part().split())
+    commands = re.findall(r"`ari-controller ([^`]*)`", part)
+    assert {c.split()[0] for c in commands} >= {"handover", "migrate"}
+    for command in commands:
+        build_parser().parse_args(shlex.split(command))  # SystemExit when it does not parse
 
 
 # ---- asterisk/ ----------------------------------------------------------------------------
