@@ -460,3 +460,24 @@ async def test_a_failing_callback_does_not_stop_the_reader(fake: FakeAri) -> Non
 
         assert (await box.get(1.0)).channel_id == "chan-1"
         assert h.connection.reconnects == 0
+
+
+async def test_a_controller_that_may_no_longer_drive_the_app_does_not_reconnect(
+    fake: FakeAri,
+) -> None:
+    """After a drop, a daemon whose lease was taken over must not open the websocket again:
+    Asterisk would give it the app and take it from the daemon that drives the calls now."""
+    ours = True
+
+    async def may_connect() -> bool:
+        return ours
+
+    async with Harness(fake, backoff_initial=0.05) as h:
+        h.connection.may_connect = may_connect
+        ours = False  # the lease was taken over meanwhile
+        fake.drop()
+        assert h.task is not None
+        async with asyncio.timeout(2.0):
+            await h.task  # run() ends instead of reconnecting
+        assert fake.ws_connects == 1
+        assert not h.connection.is_connected

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from pathlib import Path
 
 import asyncpg
 import pytest
 
+from ari_controller.calls.journal import CallJournal
 from ari_controller.store import lease
+from ari_controller.store.writer import StoreWriter
+from tests.test_resume import T0, summary
 
 APP = "callrouting"
 
@@ -112,3 +116,29 @@ async def test_a_write_frozen_mid_batch_holds_a_takeover_up_for_one_idle_timeout
             assert await lease.acquire(conn, APP, "b", 5, timeout_s=0.4) == 2
     finally:
         frozen.terminate()
+
+
+async def test_a_released_lease_fences_its_holders_writes_an_expired_one_does_not(
+    pool: asyncpg.Pool, database: str, tmp_path: Path
+) -> None:
+    """The store writer of a holder: a lease that only expired (Postgres was away) still
+    takes its spooled records; after a release (a handover, a daemon cut off from Asterisk)
+    nothing more of its goes in, even before anyone took the lease."""
+    async with pool.acquire() as conn:
+        assert await lease.acquire(conn, APP, "a", 0.1) == 1
+    writer = StoreWriter(database, tmp_path)
+    writer.fence = (APP, "a", 1)
+    await writer.start()
+    try:
+        await asyncio.sleep(0.2)  # expired, nobody took it
+        CallJournal(summary(), writer.submit, lambda: T0).open()
+        assert await writer.flush(2.0) and writer.fenced == 0
+        async with pool.acquire() as conn:
+            assert await lease.release(conn, APP, "a", 1)
+        CallJournal(summary(), writer.submit, lambda: T0).open()
+        assert await writer.flush(2.0)
+        assert writer.fenced >= 1
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM calls") == 1
+    finally:
+        await writer.close()

@@ -227,6 +227,10 @@ class EventConnection:
     Asterisk now sends it our events. Fighting back would make the two steal the app from each
     other forever, so with `replaced_policy="stop"` (the default) `run()` returns after
     `on_replaced`; with "reclaim" it reconnects only after `backoff_max`.
+
+    `may_connect`, when set, is asked before every connection: a daemon that no longer holds
+    its app's lease must not open a websocket, which would take the app from the one that
+    does; refused, `run()` returns.
     """
 
     def __init__(
@@ -259,6 +263,7 @@ class EventConnection:
         self.on_disconnected = on_disconnected
         self.on_replaced = on_replaced
         self.replaced_policy: ReplacedPolicy = replaced_policy
+        self.may_connect: Callable[[], Awaitable[bool]] | None = None
         # Pings find a half-open connection (Asterisk gone without a FIN) within ~2 heartbeats.
         self._heartbeat = heartbeat
         # A connection that lasted this long resets the backoff; a shorter one (accepted, then
@@ -344,6 +349,10 @@ class EventConnection:
     async def _connect_and_read(self, session: aiohttp.ClientSession) -> str:
         """One connection's life; returns why it ended."""
         params = {"app": self.app, "subscribeAll": "true" if self._subscribe_all else "false"}
+        if self.may_connect is not None and not await self.may_connect():
+            log.warning("ari_events_not_connecting", why="this controller no longer drives the app")
+            self._stopping.set()
+            return "not ours to drive"
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
                 ws = await session.ws_connect(

@@ -62,8 +62,9 @@ class CallContext:
     responder_legs: dict[str, Leg] = field(default_factory=dict)
     bridge_id: str | None = None
     caller_gone: bool = False
-    # How the call's clean-up leaves the caller: hung up, back in the dialplan, or still talking.
-    ending: Literal["hang_up", "hand_back", "leave_connected"] = "hang_up"
+    # How the call's clean-up leaves the caller: hung up, back in the dialplan, still talking,
+    # or untouched (let go: another controller drives it now).
+    ending: Literal["hang_up", "hand_back", "leave_connected", "let_go"] = "hang_up"
     background: set[asyncio.Task[None]] = field(default_factory=set)
     # Set once the accepting responder is in the bridge with the caller (or the call is over):
     # the other responders are let go after it, so they never delay the connection.

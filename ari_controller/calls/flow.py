@@ -75,7 +75,7 @@ async def _run(ctx: CallContext, story: Coroutine[Any, Any, None]) -> None:
         # next run picks the conversation up again and ends the call when it ends).
         if ctx.ending == "hand_back":
             journal.end("handed_back")
-        elif ctx.ending != "leave_connected":
+        elif ctx.ending not in ("leave_connected", "let_go"):
             journal.end("controller_stopped")
         raise
     except Exception:
@@ -333,7 +333,7 @@ async def _clean_up(ctx: CallContext) -> None:
     ctx.connected.set()  # whatever happened, responders still waiting are let go now
     try:
         async with asyncio.timeout(CLEANUP_LIMIT_S):
-            if ctx.ending == "leave_connected":
+            if ctx.ending in ("leave_connected", "let_go"):
                 return
             if ctx.background:
                 await asyncio.gather(*ctx.background, return_exceptions=True)

@@ -113,7 +113,10 @@ async def ring(
         return outcome, None
     except asyncio.CancelledError:
         # The hunt is over for this leg: another responder won, the caller hung up, or the
-        # controller is shutting down (the caller goes back to the dialplan).
+        # controller is shutting down (the caller goes back to the dialplan) or letting the
+        # call go to the controller that took over (the leg is left ringing for it).
+        if ctx.ending == "let_go":
+            raise
         if ctx.caller_gone:
             outcome = LegOutcome.ABANDONED
         elif ctx.ending != "hang_up":
@@ -158,6 +161,8 @@ async def _place(
         return LegOutcome.FAILED
     except asyncio.CancelledError:
         # The hunt ended before the leg was placed (or while Asterisk was placing it).
+        if ctx.ending == "let_go":
+            raise
         await asyncio.shield(leg.hangup())
         outcome = LegOutcome.ABANDONED if ctx.caller_gone else LegOutcome.CANCELLED
         ctx.journal.leg_ended(record, outcome, leg.cause)

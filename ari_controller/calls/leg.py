@@ -24,6 +24,7 @@ from ari_controller.ari.errors import (
     AriError,
     BadRequest,
     Conflict,
+    NotDriving,
     NotFound,
     PreconditionFailed,
     UnprocessableEntity,
@@ -346,6 +347,8 @@ class Leg:
             except (BadRequest, Conflict, PreconditionFailed, UnprocessableEntity) as exc:
                 log.warning("hangup_refused", channel=self.id, error=str(exc))
                 break
+            except NotDriving:
+                break  # the channel is another controller's now: asking again changes nothing
             except AriError as exc:
                 # A timeout or a 5xx from an overloaded Asterisk: a channel left up would sit
                 # in the application with nobody owning it, so try again before giving up.

@@ -75,6 +75,15 @@ class RunningCall:
         for leg in self._ctx.responder_legs.values():
             leg.wake()
 
+    async def let_go(self) -> None:
+        """Another controller drives this call now: its task ends without touching the
+        channels or writing anything."""
+        if self.task.done():
+            return
+        self._ctx.ending = "let_go"
+        self.task.cancel()
+        await settle(self.task)
+
     async def stop(self) -> bool:
         """The controller is going away: a conversation is left talking (Asterisk keeps the
         bridge without us), any other call goes back to the dialplan's fallback. True when

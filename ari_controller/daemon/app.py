@@ -300,6 +300,7 @@ class Daemon:
                 on_handover=self._hand_over,
             )
             ari.may_send = self.failover.confirm
+            self.events.may_connect = self.failover.confirm
             self._background(self.failover.run(), "failover")
         else:
             self._start_events()
@@ -414,6 +415,12 @@ class Daemon:
         self.lost_lease = why
         self.replaced = True
         self._refuse_requests()
+        # What the calls do from now on is their new driver's to record; what was recorded
+        # before still goes out (fenced: refused if the new driver holds the lease already).
+        self.writer.discard_from_now()
+        if self._events_started:
+            # Never again: a websocket opened now would take the app from the new driver.
+            self._background(self.events.stop(), "events-stop")
         self.metrics.ari_connected.set(0)
         systemd.notify(f"STATUS=not driving the app any more: {why}")
         log.error("controller_stepping_aside", why=why, calls=len(self.controller.calls))
@@ -613,7 +620,11 @@ class Daemon:
         controller = self.running.controller if self.running is not None else None
         calls = len(controller.calls) if controller else 0
         log.info("daemon_stopping", calls=calls, drain_s=self.drain_s)
-        handed_back = await controller.drain(self.drain_s) if controller else 0
+        handed_back = 0
+        if controller is not None and self.lost_lease is not None:
+            await controller.let_go()  # another daemon drives these calls now
+        elif controller is not None:
+            handed_back = await controller.drain(self.drain_s)
         flushed = await self._close(flush_s=FLUSH_AT_STOP_S)
         log.info("daemon_stopped", handed_back=handed_back, all_written=flushed)
         self.stopped.set()
@@ -702,9 +713,6 @@ class Daemon:
             await asyncio.wait({stopping, stepping_aside}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
             stepping_aside.cancel()
-            if self.lost_lease is not None:
-                # The calls are another daemon's: nothing to drain or hand back.
-                self.drain_s = 0
             await self.stop()
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -370,6 +370,20 @@ class Controller:
         """Stop waiting for calls to finish (an operator asked twice): hand them back now."""
         self._hurry.set()
 
+    async def let_go(self) -> None:
+        """Another daemon drives the app now (it took the lease over): stop taking calls and
+        end every call's task without a request to Asterisk or a record; the calls go on
+        under their new driver, which picked them up from the database."""
+        self.accepting = False
+        if self._janitor is not None:
+            self._janitor.cancel()
+        for call in list(self.calls.values()):
+            await call.let_go()
+        for task in self._side_tasks:
+            task.cancel()
+        if self._side_tasks:
+            await asyncio.wait(list(self._side_tasks), timeout=1)
+
     async def drain(self, timeout: float) -> int:
         """Stop taking calls; let calls in progress finish for up to `timeout` seconds, then hand
         the rest back to the dialplan. Returns how many had to be handed back."""

@@ -343,13 +343,16 @@ class StoreWriter:
 
     async def _check_fence(self, conn: Any) -> None:
         """Inside the batch's transaction: the lease row is read FOR SHARE, so a takeover
-        (which updates it) waits for this commit; no write of ours lands after it."""
+        (which updates it) waits for this commit; no write of ours lands after it, nor after
+        we gave the lease up (a release leaves it expiring when it was renewed). A lease that
+        merely expired while Postgres was away is still ours: what we kept in the spool then
+        goes in."""
         if self.fence is None:
             return
         app, holder, fencing = self.fence
         ours = await conn.fetchval(
             "SELECT true FROM controller_leases WHERE app = $1 AND holder = $2 AND fencing = $3"
-            " FOR SHARE",
+            " AND expires_at > renewed_at FOR SHARE",
             app,
             holder,
             fencing,
