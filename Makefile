@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 # The real-Asterisk suite (tests/asterisk) runs against this build prefix.
 ASTERISK_PREFIX ?= /opt/asterisk
 
-.PHONY: test test-asterisk demo bench bench-asterisk lint typecheck clean
+.PHONY: test test-asterisk test-faults demo bench bench-asterisk lint typecheck clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,13 @@ test: $(STAMP)
 # $(ASTERISK_PREFIX) has no build.
 test-asterisk: $(STAMP)
 	ASTERISK_PREFIX="$(ASTERISK_PREFIX)" $(BIN)/python -m pytest -q -rx -m asterisk tests/asterisk
+
+# The active/standby pair under five faults, a call in every phase, RUNS runs each (default
+# 5; about 15 minutes): prints the table (tests/faults/report.py) and keeps the figures in
+# build/fault-matrix/.
+test-faults: $(STAMP)
+	FAULT_RUNS="$(or $(RUNS),5)" $(BIN)/python -m pytest -q -m faults tests/faults
+	$(BIN)/python -m tests.faults.report
 
 # SERVE=1: afterwards keep the daemon and its web console running until Ctrl-C.
 demo: $(STAMP)

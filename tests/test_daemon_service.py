@@ -85,6 +85,11 @@ class NotifySocket:
         self.sock.close()
 
 
+# Longer log lines than asyncio's default 64 KiB are read whole: a reader that gave up would
+# leave the daemon blocked on a full pipe.
+LOG_LINE_LIMIT = 16 * 1024 * 1024
+
+
 class DaemonProcess:
     """`ari-controller run --config X` with its JSON log lines collected as they come."""
 
@@ -109,6 +114,7 @@ class DaemonProcess:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
             env=env,
+            limit=LOG_LINE_LIMIT,
         )  # fmt: skip
         self._reader = asyncio.get_running_loop().create_task(self._read())
         started = await self.wait_log("daemon_started", timeout=20)
