@@ -77,13 +77,11 @@ class DatabaseSettings(_Secretive):
         from urllib.parse import quote, urlsplit, urlunsplit
 
         parts = urlsplit(self.dsn)
-        host = parts.hostname or ""
-        if ":" in host:
-            host = f"[{host}]"
-        user = parts.username or ""
-        netloc = f"{user}:{quote(password, safe='')}@{host}"
-        if parts.port:
-            netloc += f":{parts.port}"
+        # Only the user part changes: the hosts stay as written (a list of several, for a
+        # Postgres cluster, or an IPv6 address in brackets).
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        netloc = f"{user}:{quote(password, safe='')}@{hosts}"
         return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 

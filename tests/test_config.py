@@ -117,6 +117,20 @@ def test_secrets_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> N
     assert config.database.resolved_dsn() == (
         "postgresql://callrouting:p%40ss%2Fword@127.0.0.1:5432/callrouting"
     )
+    # A Postgres cluster (several hosts, the writable one chosen by libpq's rule) and IPv6.
+    data["database"]["dsn"] = (
+        "postgresql://callrouting@pg1:5432,pg2:5433/callrouting?target_session_attrs=read-write"
+    )
+    config = parse_config(copy.deepcopy(data), "test", ROOT)
+    assert config.database.resolved_dsn() == (
+        "postgresql://callrouting:p%40ss%2Fword@pg1:5432,pg2:5433/callrouting"
+        "?target_session_attrs=read-write"
+    )
+    data["database"]["dsn"] = "postgresql://callrouting:old@[::1]:5432/callrouting"
+    config = parse_config(copy.deepcopy(data), "test", ROOT)
+    assert config.database.resolved_dsn() == (
+        "postgresql://callrouting:p%40ss%2Fword@[::1]:5432/callrouting"
+    )
 
 
 def test_check_config_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
