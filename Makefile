@@ -27,7 +27,8 @@ test-asterisk: $(STAMP)
 # 5; about 15 minutes): prints the table (tests/faults/report.py) and keeps the figures in
 # build/fault-matrix/.
 test-faults: $(STAMP)
-	FAULT_RUNS="$(or $(RUNS),5)" $(BIN)/python -m pytest -q -m faults tests/faults
+	mkdir -p build/fault-matrix
+	FAULT_RUNS="$(or $(RUNS),5)" $(BIN)/python -m pytest -q -m faults --basetemp=build/fault-matrix/tmp tests/faults
 	$(BIN)/python -m tests.faults.report
 
 # SERVE=1: afterwards keep the daemon and its web console running until Ctrl-C.

@@ -471,14 +471,17 @@ _MOH_STARTED = re.compile(r"Started music on hold, class '[^']*', on channel '(?
 _MOH_STOPPED = re.compile(r"Stopped music on hold on (?P<name>\S+)")
 
 
-def moh_intervals(stack: RealStack, name: str, offset: float) -> list[tuple[float, float | None]]:
+def moh_intervals(
+    stack: RealStack, name: str, offset: float, log_name: str = VERBOSE_LOG
+) -> list[tuple[float, float | None]]:
     """When hold music played on the channel (time.monotonic(); None: not stopped), as
-    Asterisk logged it. `offset`: time.time() - time.monotonic()."""
+    Asterisk logged it in `log_name` (a verbose(3) logger channel the module added).
+    `offset`: time.time() - time.monotonic()."""
     root = stack.asterisk.root
     assert root is not None
     intervals: list[tuple[float, float | None]] = []
     started: float | None = None
-    for line in (root / "log" / VERBOSE_LOG).read_text(errors="replace").splitlines():
+    for line in (root / "log" / log_name).read_text(errors="replace").splitlines():
         stamp = _CONSOLE_LINE.match(line)
         if stamp is None:
             continue
@@ -494,7 +497,7 @@ def moh_intervals(stack: RealStack, name: str, offset: float) -> list[tuple[floa
 
 
 def media_intervals(
-    stack: RealStack, channel_id: str, offset: float
+    stack: RealStack, channel_id: str, offset: float, log_name: str = VERBOSE_LOG
 ) -> list[tuple[str, float, float | None]]:
     """What the caller had going, as Asterisk told: prompts (PlaybackStarted/Finished), hold
     music (its log), a bridge (ChannelEntered/LeftBridge), a recording (RecordingStarted/
@@ -530,7 +533,7 @@ def media_intervals(
     name = str(created.raw["channel"]["name"])
     found += [
         ("moh", start, end if end is not None else end_of_channel)
-        for start, end in moh_intervals(stack, name, offset)
+        for start, end in moh_intervals(stack, name, offset, log_name)
     ]
     return sorted(found, key=lambda item: item[1])
 

@@ -266,8 +266,12 @@ async def callers_in_their_phases(pair: Pair) -> dict[str, str]:
         return any(r.channel.id == caller for r in ast.live_recordings.values())
 
     def prompts_over(caller: str) -> bool:
+        """Every prompt played and none for a moment (the menu is several playbacks, one
+        after the other: between two, for a few milliseconds, none plays)."""
         heard = sim.media(caller)
-        return bool(heard) and all(item["ended"] is not None for item in heard)
+        if not heard or any(item["ended"] is None for item in heard):
+            return False
+        return sim.asterisk.clock.now() - max(item["ended"] for item in heard) > 0.3
 
     await wait_until(lambda: len(legs("slow")) == 2, 15, "the slow responders ringing")
     await wait_until(lambda: len(legs("rings_on")) == 1, 15, "ringing on and on")
