@@ -303,14 +303,19 @@ async def callers_in_their_phases(pair: Pair) -> dict[str, str]:
 
 
 async def driver_back(*waits: Callable[[], Awaitable[Any]]) -> float:
-    """When the first of `waits` (a daemon saying it drives the calls) came true."""
-    tasks = [asyncio.ensure_future(wait()) for wait in waits]
+    """When the first of `waits` (a daemon saying it drives the calls) came true; a wait that
+    fails (its daemon exited: the one that stepped aside) leaves the others to come true."""
+    tasks = {asyncio.ensure_future(wait()) for wait in waits}
+    failures: list[BaseException] = []
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED, timeout=30)
-        assert done, "no daemon drove the calls again within 30 s"
-        for task in done:
-            task.result()
-        return time.monotonic()
+        while tasks:
+            done, tasks = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED, timeout=30)
+            assert done, "no daemon drove the calls again within 30 s"
+            for task in done:
+                if task.exception() is None:
+                    return time.monotonic()
+                failures.append(task.exception())  # type: ignore[arg-type]
+        raise AssertionError(f"no daemon drove the calls again: {failures}")
     finally:
         for task in tasks:
             task.cancel()
