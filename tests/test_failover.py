@@ -44,6 +44,10 @@ SCRIPTS: dict[str, list[Any]] = {
     "chooses_late": ["answer", {"wait": 12}, {"dtmf": "1"}, {"wait": 4}, "hangup"],
     # a responder who answers at once and accepts
     "accepts": ["answer", {"wait": 0.5}, {"dtmf": "1"}, {"wait": 300}, "hangup"],
+    # chooses the route whose first responder declines, and waits for the second
+    "to_next": ["answer", {"wait": 1}, {"dtmf": "3"}, {"wait": 8}, "hangup"],
+    # a responder whose phone rings a moment, then declines (while no daemon drives the call)
+    "declines": ["ring", {"wait": 1}, {"hangup": {"cause": 21}}],
 }
 
 
@@ -56,8 +60,14 @@ def sections(sim: Simulator, dsn: str, member: str) -> dict[str, Any]:
             "renew_every_s": RENEW_S,
             "member": member,
         },
-        "users": [{"id": "quinn", "name": "Quinn", "contacts": ["Local/accepts@responders"]}],
-        "escalation_policies": [{"id": "quick", "name": "Quick", "rules": [{"users": ["quinn"]}]}],
+        "users": [
+            {"id": "quinn", "name": "Quinn", "contacts": ["Local/accepts@responders"]},
+            {"id": "rob", "name": "Rob", "contacts": ["Local/declines@responders"]},
+        ],
+        "escalation_policies": [
+            {"id": "quick", "name": "Quick", "rules": [{"users": ["quinn"]}]},
+            {"id": "next", "name": "Next", "rules": [{"users": ["rob"]}, {"users": ["quinn"]}]},
+        ],
         "numbers": [
             {
                 "did": "100",
@@ -65,6 +75,7 @@ def sections(sim: Simulator, dsn: str, member: str) -> dict[str, Any]:
                 "routes": [
                     {"label": "operations", "policy": "quick"},
                     {"label": "operations again", "policy": "quick"},
+                    {"label": "next in line", "policy": "next"},
                 ],
                 "responders": {"ring_timeout_s": 30, "accept_window_s": 5, "accept_keys": "1"},
                 "voicemail": {"enabled": False},
@@ -235,3 +246,28 @@ async def test_a_handover_without_a_standby_is_refused(
     assert handover.returncode == 1 and b"no standby" in err
     seen = await readyz(active)
     assert (seen["status"], seen["role"], seen["standby_present"]) == (200, "active", False)
+
+
+async def test_a_takeover_mid_hunt_goes_on_with_the_next_responder_within_3_s(
+    pair: tuple[Simulator, DaemonProcess, DaemonProcess], database: str
+) -> None:
+    """The active daemon dies while the first responder's phone rings; that responder
+    declines a second later, while no daemon drives the call (a takeover takes longer). The
+    standby finds the leg gone and rings the next responder: within 3 s of the death, the
+    caller is on the way to a person again."""
+    sim, active, _standby = pair
+    caller = await place_call(sim, "to_next", "100")
+    await wait_until(lambda: bool(sim.channels_of_script("declines")), 10, "rob ringing")
+    killed = time.monotonic()
+    await active.kill()
+    await wait_until(
+        lambda: bool(sim.channels_of_script("accepts")), TAKEOVER_LIMIT_S + 2, "quinn ringing"
+    )
+    took = time.monotonic() - killed
+    print(f"the next responder rang {took:.2f} s after the active daemon died")
+    assert took < TAKEOVER_LIMIT_S
+    await wait_until(lambda: not sim.asterisk.channels, 30, "the call ended")
+    alert = (await alerts_by_channel(database))[caller]
+    legs = [(leg["user_id"], leg["outcome"]) for leg in alert["calls"][0]["legs"]]
+    assert [user for user, _ in legs] == ["rob", "quinn"], legs
+    assert legs[1][1] == "accepted" and alert["ended_reason"] == "connected", legs
