@@ -1,6 +1,7 @@
-"""The people, policies and numbers of the restart tests, on the simulator and on the real
-Asterisk alike: one number whose routes reach each kind of responder (accepts at once, rings
-past the restart, hears the whisper through it, never answers), one that takes messages."""
+"""The people, policies and numbers of the restart and failover tests, on the simulator and
+on the real Asterisk alike: one number whose routes reach each kind of responder (accepts at
+once, rings past the fault, hears the whisper through it, never answers), one that takes
+messages; and those responders' phones, as simulator scripts or as dialplan."""
 
 from __future__ import annotations
 
@@ -59,4 +60,33 @@ def restart_sections(contact: Callable[[str], str], desk: str, messages: str) ->
                 "voicemail": {"enabled": True, "max_silence_s": 60, "max_duration_s": 120},
             },
         ],
+    }
+
+
+def simulated_responders(later_s: float) -> dict[str, list[Any]]:
+    """The responders' phones on the simulator; `later_s`: when the slow and the whispered
+    ones act, well after the fault."""
+    return {
+        "quick": ["answer", {"wait": 0.3}, {"dtmf": "1"}, {"wait": 600}, "hangup"],
+        "slow": ["ring", {"wait": later_s}, "answer", {"wait": 1}, {"dtmf": "1"},
+                 {"wait": 600}, "hangup"],
+        "whisperer": ["ring", {"wait": 0.3}, "answer", {"wait": later_s}, {"dtmf": "1"},
+                      {"wait": 600}, "hangup"],
+        "rings_on": ["ring", {"wait": 600}, "hangup"],
+        "rejects": ["ring", {"wait": 0.2}, {"hangup": {"cause": 21}}],
+    }  # fmt: skip
+
+
+def dialplan_responders(later_s: float) -> dict[str, str]:
+    """The same phones on a real Asterisk, as the suite's dialplan scripts."""
+    later = f"{later_s:.2f}"
+    return {
+        "quick": "Answer > Wait(1) > SendDTMF(1) > Wait(600) > Hangup",
+        # Rings until well after the fault, then answers and accepts.
+        "slow": f"Ringing > Wait({later}) > Answer > Wait(1.5) > SendDTMF(1) > Wait(600) > Hangup",
+        # Answers at once, hears the whisper through the fault, accepts after it.
+        "whisperer": f"Ringing > Wait(0.5) > Answer > Wait({later}) > SendDTMF(1)"
+        " > Wait(600) > Hangup",
+        "rings_on": "Ringing > Wait(600) > Hangup",
+        "rejects": "Ringing > Wait(0.2) > Hangup(21)",
     }

@@ -22,7 +22,7 @@ import aiohttp
 import pytest
 
 from ari_controller.simulator.server import Simulator
-from tests.restart_sections import restart_sections
+from tests.restart_sections import restart_sections, simulated_responders
 from tests.test_daemon_service import (
     SIM_PASSWORD,
     SIM_USER,
@@ -58,13 +58,7 @@ SCRIPTS: dict[str, list[Any]] = {
                        {"wait": 10}, "hangup"],
     "leaves_message_2": ["answer", {"wait": 1}, {"dtmf": "1"}, {"wait": 600}, "hangup"],
     # responders
-    "quick": ["answer", {"wait": 0.3}, {"dtmf": "1"}, {"wait": 600}, "hangup"],
-    "slow": ["ring", {"wait": LATER_S}, "answer", {"wait": 1}, {"dtmf": "1"}, {"wait": 600},
-             "hangup"],
-    "whisperer": ["ring", {"wait": 0.3}, "answer", {"wait": LATER_S}, {"dtmf": "1"},
-                  {"wait": 600}, "hangup"],
-    "rings_on": ["ring", {"wait": 600}, "hangup"],
-    "rejects": ["ring", {"wait": 0.2}, {"hangup": {"cause": 21}}],
+    **simulated_responders(LATER_S),
 }  # fmt: skip
 
 

@@ -39,7 +39,7 @@ from tests.asterisk.test_restart import (
     recording,
     ringing,
 )
-from tests.restart_sections import restart_sections
+from tests.restart_sections import dialplan_responders, restart_sections
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(300)]
 
@@ -79,15 +79,7 @@ def phones(_durations: Durations) -> str:
                     " > SendDTMF(#) > Wait(15) > Hangup"
                 ),
             },
-            RESPONDERS: {
-                "quick": "Answer > Wait(1) > SendDTMF(1) > Wait(600) > Hangup",
-                "slow": f"Ringing > Wait({later}) > Answer > Wait(1.5) > SendDTMF(1) > Wait(600)"
-                " > Hangup",
-                "whisperer": f"Ringing > Wait(0.5) > Answer > Wait({later}) > SendDTMF(1)"
-                " > Wait(600) > Hangup",
-                "rings_on": "Ringing > Wait(600) > Hangup",
-                "rejects": "Ringing > Wait(0.2) > Hangup(21)",
-            },
+            RESPONDERS: dialplan_responders(LATER_S),
         }
     )
 

@@ -42,7 +42,7 @@ from ari_controller.numbers import numbered_routes
 from tests.asterisk.conftest import Durations, StackFactory
 from tests.asterisk.phones import CALLERS, RESPONDERS, dialplan, responder
 from tests.asterisk.stack import CallView, RealStack, summarise, wait_until
-from tests.restart_sections import restart_sections
+from tests.restart_sections import dialplan_responders, restart_sections
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(180)]
 
@@ -90,17 +90,7 @@ def phones(d: Durations) -> str:
                     "Answer > Wait(1) > SendDTMF(1) > MusicOnHold(default,600) > Hangup"
                 ),
             },
-            RESPONDERS: {
-                "quick": "Answer > Wait(1) > SendDTMF(1) > Wait(600) > Hangup",
-                # Rings until well after the restart, then answers and accepts.
-                "slow": f"Ringing > Wait({later}) > Answer > Wait(1.5) > SendDTMF(1) > Wait(600)"
-                " > Hangup",
-                # Answers at once, hears the whisper through the crash, accepts after it.
-                "whisperer": f"Ringing > Wait(0.5) > Answer > Wait({later}) > SendDTMF(1)"
-                " > Wait(600) > Hangup",
-                "rings_on": "Ringing > Wait(600) > Hangup",
-                "rejects": "Ringing > Wait(0.2) > Hangup(21)",
-            },
+            RESPONDERS: dialplan_responders(LATER_S),
         }
     )
 

@@ -33,7 +33,7 @@ from ari_controller.simulator.server import Simulator
 from ari_controller.store.queries import get_alert, list_alerts
 from ari_controller.testing.postgres import ThrowawayPostgres
 from tests.events_proxy import EventsProxy
-from tests.restart_sections import restart_sections
+from tests.restart_sections import restart_sections, simulated_responders
 from tests.test_daemon_service import (
     SIM_PASSWORD,
     SIM_USER,
@@ -84,13 +84,7 @@ SCRIPTS: dict[str, list[Any]] = {
     "leaves_message": ["answer", {"wait": 1}, {"dtmf": "1"}, {"wait": LATER_S}, {"dtmf": "#"},
                        {"wait": 4}, "hangup"],
     # responders
-    "quick": ["answer", {"wait": 0.3}, {"dtmf": "1"}, {"wait": 600}, "hangup"],
-    "slow": ["ring", {"wait": LATER_S}, "answer", {"wait": 1}, {"dtmf": "1"}, {"wait": 600},
-             "hangup"],
-    "whisperer": ["ring", {"wait": 0.3}, "answer", {"wait": LATER_S}, {"dtmf": "1"},
-                  {"wait": 600}, "hangup"],
-    "rings_on": ["ring", {"wait": 600}, "hangup"],
-    "rejects": ["ring", {"wait": 0.2}, {"hangup": {"cause": 21}}],
+    **simulated_responders(LATER_S),
 }  # fmt: skip
 
 
