@@ -271,3 +271,21 @@ async def test_a_takeover_mid_hunt_goes_on_with_the_next_responder_within_3_s(
     legs = [(leg["user_id"], leg["outcome"]) for leg in alert["calls"][0]["legs"]]
     assert [user for user, _ in legs] == ["rob", "quinn"], legs
     assert legs[1][1] == "accepted" and alert["ended_reason"] == "connected", legs
+
+
+async def test_a_clean_stop_writes_every_record_before_it_gives_the_lease_up(
+    pair: tuple[Simulator, DaemonProcess, DaemonProcess], database: str
+) -> None:
+    """SIGTERM: the call still in the menu when the drain ends goes back to the dialplan, and
+    that is on record; a released lease takes no writes, so they must go in before it."""
+    sim, active, standby = pair
+    caller = await place_call(sim, "chooses_late", "100")
+    await wait_until(lambda: bool(sim.media(caller)), 5, "the greeting")
+    active.signal(signal.SIGTERM)
+    assert await active.wait_exit(15) == 0
+    stopped = next(e for e in active.logs if e.get("event") == "daemon_stopped")
+    assert stopped["handed_back"] == 1 and stopped["all_written"], stopped
+    assert not [e for e in active.logs if e.get("event") == "store_write_fenced"]
+    alert = (await alerts_by_channel(database))[caller]
+    assert alert["ended_reason"] == "handed_back", alert["calls"][0]["timeline"]
+    await standby.wait_log("lease_taken", timeout=5)  # and the standby drives from now on

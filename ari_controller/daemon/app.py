@@ -306,7 +306,7 @@ class Daemon:
             self._start_events()
         self._closers.append(self._stop_events_and_tasks)
         if self.failover is not None:
-            self._closers.append(self.failover.release)  # before the events stop
+            self._closers.append(self._give_the_lease_up)  # before the events stop
         await http.start()
         self._closers.append(http.close)
         await db_pool  # min_size 0: no connection is opened yet
@@ -662,6 +662,14 @@ class Daemon:
             await asyncio.wait_for(self._parts().db.close(), DB_POOL_CLOSE_S)
         except TimeoutError:
             self._parts().db.terminate()  # a query that would not end: cut it
+
+    async def _give_the_lease_up(self) -> None:
+        """A clean stop: what the calls recorded goes in first (a released lease takes no
+        more writes), then a standby may take over at its next try."""
+        assert self.failover is not None
+        if self.lost_lease is None:
+            await self.writer.flush(self._flush_s)
+        await self.failover.release()
 
     async def _close_writer(self) -> None:
         # What is not written within the flush time stays in the spool for the next start.
