@@ -273,12 +273,34 @@ async def test_a_takeover_mid_hunt_goes_on_with_the_next_responder_within_3_s(
     assert legs[1][1] == "accepted" and alert["ended_reason"] == "connected", legs
 
 
-async def test_a_clean_stop_writes_every_record_before_it_gives_the_lease_up(
+async def test_sigterm_with_a_standby_there_hands_the_calls_over(
     pair: tuple[Simulator, DaemonProcess, DaemonProcess], database: str
 ) -> None:
-    """SIGTERM: the call still in the menu when the drain ends goes back to the dialplan, and
-    that is on record; a released lease takes no writes, so they must go in before it."""
+    """`systemctl stop` or `restart` of the active daemon (an upgrade, a host going down)
+    while a standby is there: the standby takes the calls on, as with `handover`."""
     sim, active, standby = pair
+    choosing = await place_call(sim, "chooses_late", "100")
+    await wait_until(lambda: bool(sim.media(choosing)), 5, "the greeting")
+    await asyncio.sleep(RENEW_S * 4)  # the active one has seen its standby by now
+    active.signal(signal.SIGTERM)
+    assert await active.wait_exit(15) == 0
+    await active.wait_log("handed_over", timeout=1, where=lambda e: e["all_written"])
+    await standby.wait_log("calls_picked_up", timeout=5)
+    await wait_until(lambda: not sim.asterisk.channels, 30, "the call ended")
+    alert = (await alerts_by_channel(database))[choosing]
+    kinds = [event["kind"] for event in alert["calls"][0]["timeline"]]
+    assert alert["ended_reason"] == "connected", kinds
+    assert "call_resumed" in kinds and kinds.count("call_ended") == 1, kinds
+
+
+async def test_a_clean_stop_without_a_standby_writes_every_record_before_it_lets_go(
+    pair: tuple[Simulator, DaemonProcess, DaemonProcess], database: str
+) -> None:
+    """SIGTERM with nobody to take over: the call still in the menu when the drain ends goes
+    back to the dialplan, and that is on record (a released lease takes no more writes)."""
+    sim, active, standby = pair
+    await standby.kill()
+    await asyncio.sleep(RENEW_S * 5)  # long enough not to count as present any more
     caller = await place_call(sim, "chooses_late", "100")
     await wait_until(lambda: bool(sim.media(caller)), 5, "the greeting")
     active.signal(signal.SIGTERM)
@@ -288,4 +310,3 @@ async def test_a_clean_stop_writes_every_record_before_it_gives_the_lease_up(
     assert not [e for e in active.logs if e.get("event") == "store_write_fenced"]
     alert = (await alerts_by_channel(database))[caller]
     assert alert["ended_reason"] == "handed_back", alert["calls"][0]["timeline"]
-    await standby.wait_log("lease_taken", timeout=5)  # and the standby drives from now on

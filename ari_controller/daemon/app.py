@@ -138,6 +138,7 @@ class Daemon:
         self.failover: Failover | None = None
         self.lost_lease: str | None = None
         self.handed_over = False
+        self._handing_over_started = False
         self._must_stop = asyncio.Event()
         self._events_started = False
         self.config_loaded_at = dt.datetime.now(dt.UTC)
@@ -387,8 +388,28 @@ class Daemon:
         if self.config.alerts.engine.enabled:
             self._start_deliveries()
 
+    def _hands_over_on_stop(self) -> bool:
+        failover = self.failover
+        return (
+            failover is not None
+            and failover.role == "active"
+            and failover.lost is None
+            and failover.standby_present
+            and not self._handing_over_started
+        )
+
+    async def _stop_asked(self, stop_requested: asyncio.Event) -> None:
+        """Until a stop signal came that is not a handover (that one ends in `_must_stop`)."""
+        await stop_requested.wait()
+        if self._handing_over_started:
+            await asyncio.Event().wait()  # the handover decides when this daemon stops
+
     def _hand_over(self) -> None:
-        """`ari-controller handover` (an upgrade): give the calls to the standby."""
+        """`ari-controller handover` (an upgrade), or a stop signal while a standby is there:
+        give the calls to the standby."""
+        if self._handing_over_started:
+            return
+        self._handing_over_started = True
         self._background(self._handing_over(), "handover")
 
     async def _handing_over(self) -> None:
@@ -397,15 +418,18 @@ class Daemon:
         next try and picks every call up from the database, as after a restart; a call that
         arrives meanwhile rings in the dialplan until it connects."""
         assert self.failover is not None
-        written = await self.writer.flush(RESUME_FLUSH_S)
-        self.writer.discard_from_now()
-        self._refuse_requests()
-        await self.failover.release()
-        if self._events_started:
-            await self.events.stop()
-        log.info("handed_over", all_written=written, calls=len(self.controller.calls))
-        self.handed_over = True
-        self._lost_lease("handed over to a standby")
+        try:
+            written = await self.writer.flush(RESUME_FLUSH_S)
+            self.writer.discard_from_now()
+            self._refuse_requests()
+            await self.failover.release()
+            if self._events_started:
+                await self.events.stop()
+            log.info("handed_over", all_written=written, calls=len(self.controller.calls))
+            self.handed_over = True
+        finally:
+            # Whatever went wrong on the way, this daemon no longer drives the calls.
+            self._lost_lease("handed over to a standby")
 
     def _lost_lease(self, why: str) -> None:
         """Another daemon drives the app now: stop touching calls and leave (the supervisor
@@ -701,6 +725,13 @@ class Daemon:
         stop_requested = asyncio.Event()
 
         def on_stop_signal(sig: signal.Signals) -> None:
+            if not stop_requested.is_set() and self._hands_over_on_stop():
+                # An active daemon with a standby (a restart, an upgrade, a host shutting
+                # down): the standby takes the calls on, the callers notice nothing.
+                log.info("stop_hands_over", signal=sig.name)
+                stop_requested.set()
+                self._hand_over()
+                return
             if stop_requested.is_set():
                 # Asked again: the operator will not wait for the drain; hand calls back now.
                 log.info("stop_hurried", signal=sig.name)
@@ -716,7 +747,7 @@ class Daemon:
         try:
             await self.start()
             tune_garbage_collector()
-            stopping = asyncio.ensure_future(stop_requested.wait())
+            stopping = asyncio.ensure_future(self._stop_asked(stop_requested))
             stepping_aside = asyncio.ensure_future(self._must_stop.wait())
             await asyncio.wait({stopping, stepping_aside}, return_when=asyncio.FIRST_COMPLETED)
             stopping.cancel()
