@@ -1,10 +1,11 @@
-"""The SIGKILL and SIGSTOP rows of the fault matrix (tests/faults) on a real Asterisk: an
-active and a standby daemon (`failover`, lease 1.5 s renewed every 0.25 s) as processes, and
-seven calls, one in each phase (greeting, menu, ringing one responder, ringing two at once, a
-responder hearing the whisper, a conversation, a message being recorded) when the active one
-is killed, or frozen for 10 s. The standby must take the lease, connect (Asterisk replaces
-the old websocket, if any) and carry every call on as it would have gone without the fault;
-a frozen one must step aside when it wakes, without touching a call.
+"""The SIGKILL and SIGSTOP rows of the fault matrix (tests/faults) on a real Asterisk, and
+SIGTERM: an active and a standby daemon (`failover`, lease 1.5 s renewed every 0.25 s) as
+processes, and seven calls, one in each phase (greeting, menu, ringing one responder, ringing
+two at once, a responder hearing the whisper, a conversation, a message being recorded) when
+the active one is killed, stopped (with a standby there, SIGTERM is a handover) or frozen for
+10 s. The standby must take the lease, connect (Asterisk replaces the old websocket, if any)
+and carry every call on as it would have gone without the fault; a frozen one must step
+aside when it wakes, without touching a call.
 
 "Without a driver" is measured as in the matrix, from what Asterisk told: the time a caller
 had no prompt, hold music (Asterisk's verbose log), recording or bridge, from the fault until
@@ -235,6 +236,8 @@ def strike(
     offset = time.time() - fault_at
     if fault == "SIGKILL":
         active.kill()
+    elif fault == "SIGTERM":
+        active.signal(signal.SIGTERM)  # systemctl stop: with a standby there, a handover
     else:
         active.signal(signal.SIGSTOP)
     wait_until(partial(driving, standby), TAKEOVER_LIMIT_S + 3, "the standby driving")
@@ -244,6 +247,9 @@ def strike(
         active.signal(signal.SIGCONT)
         assert active.wait(15) == 1  # woken: it steps aside, for systemd to restart it
         assert active.logged("controller_stepping_aside")
+    if fault == "SIGTERM":
+        assert active.wait(15) == 0
+        assert [e["all_written"] for e in active.logged("handed_over")] == [True]
     views: dict[str, CallView] = {}
     for phase, caller in calls.items():
         try:
@@ -280,6 +286,12 @@ def test_sigkill_of_the_active_daemon_with_a_call_in_every_phase(
     stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     strike(stack, second, "SIGKILL", capsys)
+
+
+def test_sigterm_of_the_active_daemon_hands_every_call_over(
+    stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    strike(stack, second, "SIGTERM", capsys)
 
 
 def test_sigstop_of_the_active_daemon_with_a_call_in_every_phase(
