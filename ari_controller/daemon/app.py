@@ -402,7 +402,7 @@ class Daemon:
         """Until a stop signal came that is not a handover (that one ends in `_must_stop`)."""
         await stop_requested.wait()
         if self._handing_over_started:
-            await asyncio.Event().wait()  # the handover decides when this daemon stops
+            await self._must_stop.wait()  # the handover ends in it
 
     def _hand_over(self) -> None:
         """`ari-controller handover` (an upgrade), or a stop signal while a standby is there:

@@ -370,13 +370,16 @@ class Controller:
         """Stop waiting for calls to finish (an operator asked twice): hand them back now."""
         self._hurry.set()
 
+    def _stop_taking_calls(self) -> None:
+        self.accepting = False
+        if self._janitor is not None:
+            self._janitor.cancel()
+
     async def let_go(self) -> None:
         """Another daemon drives the app now (it took the lease over): stop taking calls and
         end every call's task without a request to Asterisk or a record; the calls go on
         under their new driver, which picked them up from the database."""
-        self.accepting = False
-        if self._janitor is not None:
-            self._janitor.cancel()
+        self._stop_taking_calls()
         for call in list(self.calls.values()):
             await call.let_go()
         for task in self._side_tasks:
@@ -387,9 +390,7 @@ class Controller:
     async def drain(self, timeout: float) -> int:
         """Stop taking calls; let calls in progress finish for up to `timeout` seconds, then hand
         the rest back to the dialplan. Returns how many had to be handed back."""
-        self.accepting = False
-        if self._janitor is not None:
-            self._janitor.cancel()
+        self._stop_taking_calls()
         tasks = [call.task for call in self.calls.values()]
         if tasks and not self._hurry.is_set():
             calls_over = asyncio.ensure_future(asyncio.wait(tasks))
