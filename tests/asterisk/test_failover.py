@@ -1,11 +1,12 @@
-"""The SIGKILL and SIGSTOP rows of the fault matrix (tests/faults) on a real Asterisk, and
-SIGTERM: an active and a standby daemon (`failover`, lease 1.5 s renewed every 0.25 s) as
-processes, and seven calls, one in each phase (greeting, menu, ringing one responder, ringing
-two at once, a responder hearing the whisper, a conversation, a message being recorded) when
-the active one is killed, stopped (with a standby there, SIGTERM is a handover) or frozen for
-10 s. The standby must take the lease, connect (Asterisk replaces the old websocket, if any)
-and carry every call on as it would have gone without the fault; a frozen one must step
-aside when it wakes, without touching a call.
+"""The SIGKILL, SIGSTOP and websocket-cut rows of the fault matrix (tests/faults) on a real
+Asterisk, and SIGTERM: an active and a standby daemon (`failover`, lease 1.5 s renewed every
+0.25 s) as processes, and seven calls, one in each phase (greeting, menu, ringing one
+responder, ringing two at once, a responder hearing the whisper, a conversation, a message
+being recorded) when the active one is killed, stopped (with a standby there, SIGTERM is a
+handover), cut off from its events websocket for 5 s (through a proxy: daemon a only) or
+frozen for 10 s. The standby must take the lease, connect (Asterisk replaces the old
+websocket, if any) and carry every call on as it would have gone without the fault; a frozen
+or cut-off one must step aside without touching a call.
 
 "Without a driver" is measured as in the matrix, from what Asterisk told: the time a caller
 had no prompt, hold music (Asterisk's verbose log), recording or bridge, from the fault until
@@ -49,6 +50,7 @@ RENEW_S = 0.25
 TAKEOVER_LIMIT_S = 3.0
 UNDRIVEN_LIMIT_S = 3.0
 FROZEN_S = 10.0
+CUT_S = 5.0
 # Phones act this long after they start: well after the fault (about 12 s in) and takeover.
 LATER_S = 22.0
 VERBOSE_LOG = "failover-verbose.log"
@@ -99,7 +101,8 @@ CALLS = {
 
 @pytest.fixture(scope="module")
 def stack(start_stack: StackFactory) -> Iterator[RealStack]:
-    with start_stack("failover", SECTIONS, phones, drain_s=2.0) as stack:
+    # Daemon a reaches Asterisk through a proxy that can cut its events websocket.
+    with start_stack("failover", SECTIONS, phones, drain_s=2.0, proxy=True) as stack:
         # Hold music has no ARI event; Asterisk logs when it starts and stops (verbosity 3).
         stack.asterisk.cli(f"logger add channel {VERBOSE_LOG} verbose(3)")
         yield stack
@@ -116,6 +119,7 @@ def second(stack: RealStack) -> Iterator[DaemonProcess]:
     config["failover"]["member"] = "b"
     config["http"]["port"] = port
     config["database"]["spool_dir"] = str(home / "spool")
+    config["asterisk"]["url"] = stack.asterisk.ari_url  # not through a's proxy
     path = home / "config.yaml"
     path.write_text(yaml.safe_dump(config))
     daemon = DaemonProcess(path, home / "daemon.log", port, first.env, drain_s=2.0)
@@ -236,6 +240,10 @@ def strike(
     offset = time.time() - fault_at
     if fault == "SIGKILL":
         active.kill()
+    elif fault == "websocket cut":
+        # a's events websocket dropped and kept away for CUT_S, its REST untouched
+        assert active is stack.daemon and stack.proxy is not None
+        assert stack.loop.run(stack.proxy.cut(CUT_S)) == 1
     elif fault == "SIGTERM":
         active.signal(signal.SIGTERM)  # systemctl stop: with a standby there, a handover
     else:
@@ -247,6 +255,14 @@ def strike(
         active.signal(signal.SIGCONT)
         assert active.wait(15) == 1  # woken: it steps aside, for systemd to restart it
         assert active.logged("controller_stepping_aside")
+    if fault == "websocket cut":
+        # Cut off for longer than its lease, it gave the lease up and left, and never took
+        # the app back (a websocket of its would have taken the calls from the standby).
+        connections = stack.proxy.events_connections if stack.proxy else 0
+        assert active.wait(15) == 1
+        assert active.logged("controller_stepping_aside")
+        time.sleep(max(0.0, fault_at + CUT_S + 1 - time.monotonic()))
+        assert stack.proxy is not None and stack.proxy.events_connections == connections
     if fault == "SIGTERM":
         assert active.wait(15) == 0
         assert [e["all_written"] for e in active.logged("handed_over")] == [True]
@@ -292,6 +308,12 @@ def test_sigterm_of_the_active_daemon_hands_every_call_over(
     stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str]
 ) -> None:
     strike(stack, second, "SIGTERM", capsys)
+
+
+def test_the_active_daemons_websocket_cut_for_longer_than_its_lease(
+    stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str]
+) -> None:
+    strike(stack, second, "websocket cut", capsys)
 
 
 def test_sigstop_of_the_active_daemon_with_a_call_in_every_phase(
