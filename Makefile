@@ -28,7 +28,7 @@ test-asterisk: $(STAMP)
 	ASTERISK_PREFIX="$(ASTERISK_PREFIX)" $(BIN)/python -m pytest -q -rx -m asterisk tests/asterisk
 
 # The active/standby pair under five faults, a call in every phase, RUNS runs each (default
-# 5; about 15 minutes): prints the table (tests/faults/report.py) and keeps the figures in
+# 5; about 20 minutes): prints the table (tests/faults/report.py) and keeps the figures in
 # build/fault-matrix/.
 test-faults: $(STAMP)
 	mkdir -p build/fault-matrix
