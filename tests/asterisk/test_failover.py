@@ -298,25 +298,10 @@ def strike(
     active.start()  # back, as the standby (systemd's Restart=on-failure)
 
 
-def test_sigkill_of_the_active_daemon_with_a_call_in_every_phase(
-    stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str]
+# In this order: each fault finds daemon a or b active as the one before left them (a, the
+# one behind the proxy, must be active for the cut).
+@pytest.mark.parametrize("fault", ["SIGKILL", "SIGTERM", "websocket cut", "SIGSTOP"])
+def test_the_standby_carries_every_call_on(
+    stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str], fault: str
 ) -> None:
-    strike(stack, second, "SIGKILL", capsys)
-
-
-def test_sigterm_of_the_active_daemon_hands_every_call_over(
-    stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str]
-) -> None:
-    strike(stack, second, "SIGTERM", capsys)
-
-
-def test_the_active_daemons_websocket_cut_for_longer_than_its_lease(
-    stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str]
-) -> None:
-    strike(stack, second, "websocket cut", capsys)
-
-
-def test_sigstop_of_the_active_daemon_with_a_call_in_every_phase(
-    stack: RealStack, second: DaemonProcess, capsys: pytest.CaptureFixture[str]
-) -> None:
-    strike(stack, second, "SIGSTOP", capsys)
+    strike(stack, second, fault, capsys)
