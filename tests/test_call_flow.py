@@ -29,7 +29,6 @@ def sounds_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # Callers who hang up a while after being connected, so each test's call ends soon.
 CALLERS = {
     "dial1": [{"answer": {}}, {"wait": 3}, {"dtmf": "1"}, {"wait": 40}, {"hangup": {}}],
-    "dial2": [{"answer": {}}, {"wait": 3}, {"dtmf": "2"}, {"wait": 40}, {"hangup": {}}],
     "dial3": [{"answer": {}}, {"wait": 3}, {"dtmf": "3"}, {"wait": 40}, {"hangup": {}}],
     "dial7": [{"answer": {}}, {"wait": 3}, {"dtmf": "7"}, {"wait": 80}, {"hangup": {}}],
     "dial9then1": [
@@ -197,7 +196,7 @@ async def test_each_contact_of_a_person_in_order(stack: Stack) -> None:
 
 
 async def test_simultaneous_first_accept_wins_and_the_others_are_told(stack: Stack) -> None:
-    _, alert = await one_call(stack, "dial2", "100")
+    _, alert = await one_call(stack, "hold_on", "102")
     outcomes = {user: outcome for user, _, outcome in legs(alert)}
     assert outcomes["fay-fast"] == "accepted"
     assert outcomes["ana-accepts"] in ("taken_by_other",)
