@@ -17,13 +17,23 @@ LogFormat = Literal["auto", "json", "console"]
 
 
 class _CurrentStderr:
-    """Writes to whatever sys.stderr is now (tests and daemons may replace it)."""
+    """Writes to whatever sys.stderr is now (tests and daemons may replace it).
+
+    A log line that cannot be written is dropped: when the reader of stderr is gone (a closed
+    pipe, a full disk behind a redirect), the daemon must go on routing calls and obey its stop
+    signals, whose handlers log too. An exception here once made a daemon ignore SIGTERM."""
 
     def write(self, text: str) -> int:
-        return sys.stderr.write(text)
+        try:
+            return sys.stderr.write(text)
+        except (OSError, ValueError):  # ValueError: stderr was closed
+            return 0
 
     def flush(self) -> None:
-        sys.stderr.flush()
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def configure_logging(level: str = "info", fmt: LogFormat = "auto") -> None:
