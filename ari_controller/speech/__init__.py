@@ -12,16 +12,21 @@ from ari_controller.speech.engines import (
 )
 from ari_controller.speech.vocabulary import (
     ACCEPT,
+    NO,
+    YES,
     Decision,
     Recognition,
     Vocabulary,
     accept_vocabulary,
+    confirm_vocabulary,
     decide,
     route_vocabulary,
 )
 
 __all__ = [
     "ACCEPT",
+    "NO",
+    "YES",
     "Decision",
     "PocketSphinxEngine",
     "Recognition",
@@ -30,6 +35,7 @@ __all__ = [
     "SpeechUnavailable",
     "Vocabulary",
     "accept_vocabulary",
+    "confirm_vocabulary",
     "decide",
     "engine_languages",
     "get_recognizer",

@@ -25,6 +25,26 @@ CONTINUE_WORDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# A confirmation ("Did you say billing? Say yes or press 1."): only YES goes on; NO and
+# anything else ask the menu again.
+YES = "yes"
+NO = "no"
+
+# How callers say yes and no, per language. On the phone band the /s/ of "yes" is mostly
+# lost and "yeah", "yep" are what the engine hears: they must be phrases of their own, or
+# they compete with "yes" as near words and win (bench/phoneband/RESULTS.md).
+CONFIRM_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {YES: ("yes", "yeah", "yep", "yup", "correct"), NO: ("no", "nope", "nah")},
+    "de": {YES: ("ja", "genau", "richtig"), NO: ("nein", "nee")},
+    "fr": {YES: ("oui", "ouais", "exact"), NO: ("non",)},
+    "es": {YES: ("sí", "claro", "correcto"), NO: ("no",)},
+}
+
+
+def _primary(language: str) -> str:
+    return language.replace("_", "-").lower().split("-", 1)[0]
+
+
 def normalize(text: str) -> str:
     """Lower case, letters and digits only, single spaces: how phrases are compared."""
     folded = unicodedata.normalize("NFKC", text).casefold()
@@ -75,9 +95,17 @@ def route_vocabulary(routes: Sequence[tuple[str, Route]], language: str) -> Voca
 
 def accept_vocabulary(language: str) -> Vocabulary:
     """ "continue" (or its equivalent), meaning the responder accepts."""
-    primary = language.replace("_", "-").lower().split("-", 1)[0]
-    words = CONTINUE_WORDS.get(primary, ())
+    words = CONTINUE_WORDS.get(_primary(language), ())
     return Vocabulary(language, _unique((word, ACCEPT) for word in words))
+
+
+def confirm_vocabulary(language: str) -> Vocabulary:
+    """Yes and no in the caller's usual words, meaning YES or NO."""
+    words = CONFIRM_WORDS.get(_primary(language), {})
+    return Vocabulary(
+        language,
+        _unique((normalize(said), meaning) for meaning, said_ in words.items() for said in said_),
+    )
 
 
 @dataclass(frozen=True, slots=True)
