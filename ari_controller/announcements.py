@@ -58,12 +58,20 @@ def responder_sentences(number: Number) -> list[str]:
     return [render("responder_intro", number.language, number_name=number.name), hint]
 
 
+def route_confirmation(number: Number, digit: str, route: Route) -> str:
+    """ "Did you say billing? Say yes, or press 1." after a route chosen by voice."""
+    return render("confirm_route_voice", number.language, label=route.label, digit=digit)
+
+
 def sentences_of(number: Number) -> list[str]:
     """Every sentence a call on `number` may play."""
     texts: list[str] = []
     for routes in (number.routes, number.outside_hours.routes):
         if routes:
-            texts += greeting_and_menu(number, numbered_routes(routes))
+            numbered = numbered_routes(routes)
+            texts += greeting_and_menu(number, numbered)
+            if speech_active(number) and number.speech.confirm_routes and len(numbered) > 1:
+                texts += [route_confirmation(number, digit, route) for digit, route in numbered]
     texts += responder_sentences(number)
     texts += [render(key, number.language) for key in _PLAIN_KEYS]
     if number.outside_hours.message:
@@ -102,6 +110,9 @@ class Announcements:
 
     def text(self, text: str, language: str) -> list[str]:
         return self._uris([text], language)
+
+    def route_confirmation(self, number: Number, digit: str, route: Route) -> list[str]:
+        return self._uris([route_confirmation(number, digit, route)], number.language)
 
     def responder_prompt(self, number: Number) -> list[str]:
         return self._uris(responder_sentences(number), number.language)

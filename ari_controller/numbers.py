@@ -123,6 +123,10 @@ class SpeechSettings(BaseModel):
     listen_s: int = Field(default=4, ge=1, le=30)
     end_silence_s: int = Field(default=1, ge=1, le=10)
     recognize_timeout_s: float = Field(default=3.0, gt=0, le=30)
+    # A route chosen by voice is asked back ("Did you say billing?") and taken only on "yes"
+    # or its key: on phone lines near words are heard as routes with high confidence
+    # ("netware" as "network" at 0.95-0.99, docs/speech.md), so no threshold makes it safe.
+    confirm_routes: bool = True
 
 
 class OutsideHours(BaseModel):

@@ -507,6 +507,16 @@ SENTENCES: list[tuple[str, dict[str, Any], str]] = [
         "The caller said “database” in the menu (confidence 0.90; attempt 1).",
     ),
     (
+        "route_confirmation",
+        {"label": "database", "digit": "1", "answer": "yes", "pressed": None, "attempt": 1},
+        "Asked the caller “did you say database?”: they said yes: the route is chosen.",
+    ),
+    (
+        "route_confirmation",
+        {"label": "database", "digit": "1", "answer": "digit", "pressed": "2", "attempt": 1},
+        "Asked the caller “did you say database?”: they pressed 2.",
+    ),
+    (
         "menu_gave_up",
         {"then": "voicemail"},
         "No valid choice in the menu after every attempt: the caller is asked for a voicemail.",

@@ -57,11 +57,13 @@ CONFIG: dict[str, Any] = {
 }
 
 
-def _saying(wav: Path, times: int, then_wait: float) -> list[dict[str, Any]]:
+def _saying(*wavs: Path, times: int, then_wait: float) -> list[dict[str, Any]]:
+    """The words in turn, again and again: the phone does not hear the prompts, so whatever
+    the daemon asks (the menu, "Did you say database?"), one of them answers it soon."""
     steps: list[dict[str, Any]] = [{"answer": {}}, {"wait": 1}]
     for _ in range(times):
-        # Said again and again: what is said during a prompt is not heard (no barge-in).
-        steps += [{"speak": str(wav)}, {"wait": 2.5}]
+        for wav in wavs:
+            steps += [{"speak": str(wav)}, {"wait": 2.5}]
     return [*steps, {"wait": then_wait}, {"hangup": {}}]
 
 
@@ -69,7 +71,7 @@ def _saying(wav: Path, times: int, then_wait: float) -> list[dict[str, Any]]:
 def words(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("words")
     out = {}
-    for word in ("database", "network", "continue", "banana"):
+    for word in ("database", "network", "continue", "banana", "yes", "no"):
         pcm, rate = VOICE.synthesize(word, "en")
         out[word] = directory / f"{word}.wav"
         write_wav(out[word], resample(Pcm(pcm, rate), 8000))
@@ -80,10 +82,26 @@ def words(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 async def stack(database: str, tmp_path: Path, words: dict[str, Path]) -> AsyncIterator[Stack]:
     config: Config = parse_config(CONFIG, "speech-test")
     async with running_stack(config, database, tmp_path, time_scale=TIME_SCALE) as running:
-        running.sim.register_script("say_database", _saying(words["database"], 20, 8))
-        running.sim.register_script("say_network", _saying(words["network"], 20, 8))
-        running.sim.register_script("say_banana", _saying(words["banana"], 20, 8))
-        running.sim.register_script("say_continue", _saying(words["continue"], 20, 30))
+        say = running.sim.register_script
+        say("say_database", _saying(words["database"], words["yes"], times=10, then_wait=8))
+        say("say_network", _saying(words["network"], words["yes"], times=10, then_wait=8))
+        say("database_no", _saying(words["database"], words["no"], times=10, then_wait=8))
+        say("say_banana", _saying(words["banana"], times=20, then_wait=8))
+        say("say_continue", _saying(words["continue"], times=20, then_wait=30))
+        # Says "database" once the menu has played, then answers the question with the key
+        # of the other route (well after the word's recording has ended).
+        say(
+            "database_then_2",
+            [
+                {"answer": {}},
+                {"wait": 25},
+                {"speak": str(words["database"])},
+                {"wait": 10},
+                {"dtmf": "2"},
+                {"wait": 30},
+                {"hangup": {}},
+            ],
+        )
         running.sim.register_script("caller_silent", [{"answer": {}}, {"wait": 80}, {"hangup": {}}])
         running.sim.register_script(
             "press_1", [{"answer": {}}, {"wait": 2}, {"dtmf": "1"}, {"wait": 30}, {"hangup": {}}]
@@ -121,6 +139,12 @@ async def test_caller_says_database_and_responder_says_continue(stack: Stack) ->
     timeline = _timeline(alert)
     spoken = [data for kind, data in timeline if kind == "menu_speech"]
     assert spoken and spoken[0]["phrase"] == "database" and spoken[0]["confidence"] >= 0.5
+    # Asked back, and taken on "yes".
+    assert "Did you say database? Say yes, or press 1." in stack.heard(caller)
+    asked = [data for kind, data in timeline if kind == "route_confirmation"]
+    assert [a["answer"] for a in asked][-1:] == ["yes"] and asked[-1]["label"] == "database"
+    chosen = [data for kind, data in timeline if kind == "route_chosen"]
+    assert chosen and chosen[0]["how"] == "voice"
     assert _legs(alert) == [("vera", "accepted")]
     accepted = [data for kind, data in timeline if kind == "responder_speech"]
     assert accepted and accepted[0]["phrase"] == "continue"
@@ -138,7 +162,8 @@ async def test_caller_says_database_and_responder_says_continue(stack: Stack) ->
     assert any(h["party"] == "responder" and h["result"] == "counted" for h in heard)
     assert all(h["decode_ms"] >= 0 for h in heard)
     metrics = stack.daemon.metrics.exposition().decode()
-    assert 'callrouting_speech_utterances_total{party="caller",result="counted"} 1.0' in metrics
+    # "database", then "yes" to the question.
+    assert 'callrouting_speech_utterances_total{party="caller",result="counted"} 2.0' in metrics
     assert 'callrouting_speech_utterances_total{party="responder",result="counted"} 1.0' in metrics
     decoded = sum(h["result"] not in ("silence", "unreadable") for h in heard)
     assert f"callrouting_speech_decode_seconds_count {decoded:.1f}" in metrics
@@ -155,6 +180,28 @@ async def test_the_route_said_is_the_one_called_and_a_wrong_word_accepts_nobody(
     assert [user for user, _ in legs] == ["sam"]
     assert all(outcome != "accepted" for _, outcome in legs)
     assert "responder_speech" not in [kind for kind, _ in _timeline(alert)]
+
+
+async def test_no_to_the_question_chooses_nothing_and_the_menu_plays_again(stack: Stack) -> None:
+    caller, alert = await _one_call(stack, "database_no")
+    assert _legs(alert) == []
+    asked = [data for kind, data in _timeline(alert) if kind == "route_confirmation"]
+    assert asked and "yes" not in [a["answer"] for a in asked]
+    assert "no" in [a["answer"] for a in asked]
+    # After the "no", the options again.
+    heard = stack.heard(caller)
+    question = heard.index("Did you say database? Say yes, or press 1.")
+    assert "For network, press 2 or say network." in heard[question:]
+
+
+async def test_a_key_pressed_instead_of_yes_is_a_menu_choice(stack: Stack) -> None:
+    _, alert = await _one_call(stack, "database_then_2")
+    timeline = _timeline(alert)
+    asked = [data for kind, data in timeline if kind == "route_confirmation"]
+    assert asked and asked[-1]["answer"] == "digit" and asked[-1]["pressed"] == "2"
+    chosen = [data for kind, data in timeline if kind == "route_chosen"]
+    assert chosen and chosen[0]["route"] == "network" and chosen[0]["how"] == "digit"
+    assert [user for user, _ in _legs(alert)] == ["sam"]
 
 
 async def test_a_wrong_word_chooses_nothing(stack: Stack) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ari_controller.calls.confirmation import confirm_route
 from ari_controller.calls.context import CallContext
 from ari_controller.calls.listening import key_or_word, note_utterances
 from ari_controller.calls.menu import Chosen, GiveUp, Menu, Repeat
@@ -47,18 +48,33 @@ async def ask_for_route(
                 caller, number.menu.input_timeout_s, vocabulary, number.speech, recognizer
             )
             note_utterances(ctx.journal, answer, party="caller")
+            digit = answer.digit
             if answer.decision is not None and answer.decision.meaning is not None:
-                chosen = menu.route_for_digit(answer.decision.meaning)
+                said = answer.decision.meaning
                 ctx.journal.note(
                     "menu_speech",
                     phrase=answer.decision.phrase,
                     confidence=answer.decision.confidence,
                     attempt=failures + 1,
                 )
-                if chosen is not None:
-                    return Chosen(answer.decision.meaning, chosen, "voice")
-            digit = answer.digit
-            if digit is None and answer.said_something:
+                heard = menu.route_for_digit(said)
+                if heard is not None and not number.speech.confirm_routes:
+                    return Chosen(said, heard, "voice")
+                if heard is not None:
+                    confirmation = await confirm_route(ctx, said, heard, recognizer, failures + 1)
+                    if confirmation.answer == "yes":
+                        return Chosen(said, heard, "voice")
+                    if confirmation.answer == "no":
+                        # Heard wrong: the options again, as when the caller asks with `*`.
+                        replays += 1
+                        if replays > number.menu.max_attempts + EXTRA_REPLAYS:
+                            return menu.fallback()
+                        digit = await caller.play(options)
+                        continue
+                    digit = confirmation.digit
+                    if confirmation.answer == "not_understood":
+                        digit = UNRECOGNISED
+            elif digit is None and answer.said_something:
                 digit = UNRECOGNISED
         if digit is None and not listened:
             # no input: the caller said nothing within the input timeout

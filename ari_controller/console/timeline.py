@@ -232,6 +232,20 @@ def _menu_speech(e: _Entry) -> str:
     return f"The caller said “{e.text('phrase')}” in the menu{_with(_confidence(e), attempt)}."
 
 
+def _route_confirmation(e: _Entry) -> str:
+    asked = f"Asked the caller “did you say {e.text('label')}?”"
+    answer = e.text("answer")
+    said = {
+        "yes": "they said yes: the route is chosen",
+        "no": "they said no: the menu plays again",
+        "not_understood": "what they said was not understood",
+        "nothing": "no answer",
+    }.get(answer, "")
+    if answer == "digit":
+        said = f"they pressed {e.text('pressed')}"
+    return f"{asked}{': ' + said if said else ''}."
+
+
 def _menu_gave_up(e: _Entry) -> str:
     then = {"voicemail": "the caller is asked for a voicemail", "goodbye": "goodbye"}.get(
         e.text("then"), e.text("then")
@@ -471,6 +485,7 @@ _DESCRIBERS: dict[str, _Describer] = {
     "support_hours": _support_hours,
     "menu_input": _menu_input,
     "menu_speech": _menu_speech,
+    "route_confirmation": _route_confirmation,
     "menu_gave_up": _menu_gave_up,
     "speech_heard": _speech_heard,
     "responder_speech": _responder_speech,
