@@ -322,3 +322,56 @@ CREATE TABLE controller_members (
     seen_at    timestamptz NOT NULL,
     PRIMARY KEY (app, member)
 );
+
+-- migration: 0006 caller screening: arrivals counted per caller and number, screened calls
+
+-- Every call that reaches a number, screened or not. Rate limits per caller and floods per
+-- number are counted here, so that every daemon on this database shares the counts.
+-- caller_key: the caller ID in E.164, 'withheld', or the digits as they came.
+CREATE TABLE call_arrivals (
+    id         uuid PRIMARY KEY,
+    did        text NOT NULL,
+    caller_key text NOT NULL,
+    arrived_at timestamptz NOT NULL
+);
+CREATE INDEX call_arrivals_caller_idx ON call_arrivals (did, caller_key, arrived_at);
+CREATE INDEX call_arrivals_did_idx ON call_arrivals (did, arrived_at);
+
+-- Whether a number is in flood mode (more new calls a minute than its threshold), and since
+-- when it has been calm again: one row per number, shared by every daemon.
+CREATE TABLE number_floods (
+    did        text PRIMARY KEY,
+    active     boolean NOT NULL,
+    since      timestamptz,
+    calm_since timestamptz,
+    updated_at timestamptz NOT NULL
+);
+
+-- Calls that screening ended before any alert was opened: a blocked caller, a caller past
+-- the rate limit, a wrong PIN, a flood. They page nobody, and are kept for whoever asks why a
+-- caller never got through. alert_id: the caller's open alert a rate-limited call is
+-- counted on.
+CREATE TABLE screened_calls (
+    id                uuid PRIMARY KEY,
+    caller_channel_id text NOT NULL,
+    did               text NOT NULL,
+    number_name       text NOT NULL,
+    caller_id         text,
+    caller_key        text NOT NULL,
+    verdict           text NOT NULL CONSTRAINT screened_calls_verdict_check
+                      CHECK (verdict ~ '^[a-z][a-z0-9_]*$'),
+    rule              text,
+    alert_id          uuid REFERENCES alerts (id) ON DELETE SET NULL,
+    -- What screening found, check by check (as on a call's timeline).
+    detail            jsonb NOT NULL DEFAULT '{}',
+    started_at        timestamptz NOT NULL
+);
+CREATE INDEX screened_calls_started_at_idx ON screened_calls (started_at DESC);
+CREATE INDEX screened_calls_alert_id_idx ON screened_calls (alert_id) WHERE alert_id IS NOT NULL;
+
+-- A caller who calls again while their alert is open: the call joins that alert (another row
+-- in calls), and calls past the rate limit are counted on it (screened_calls.alert_id).
+-- caller_key finds it.
+ALTER TABLE alerts ADD COLUMN caller_key text;
+CREATE INDEX alerts_open_caller_idx ON alerts (number_did, caller_key, created_at DESC)
+    WHERE status <> 'resolved';

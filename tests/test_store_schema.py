@@ -32,7 +32,7 @@ async def empty_database(postgres_dsn: str) -> AsyncIterator[str]:
 
 async def test_migrate_applies_once_even_when_two_processes_race(empty_database: str) -> None:
     first, second = await asyncio.gather(migrate(empty_database), migrate(empty_database))
-    assert sorted([first, second]) == [[], ["0001", "0002", "0003", "0004", "0005"]]
+    assert sorted([first, second]) == [[], ["0001", "0002", "0003", "0004", "0005", "0006"]]
     assert await migrate(empty_database) == []
     conn = await asyncpg.connect(empty_database)
     try:
@@ -43,7 +43,7 @@ async def test_migrate_applies_once_even_when_two_processes_race(empty_database:
         }
     finally:
         await conn.close()
-    assert [r["version"] for r in versions] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [r["version"] for r in versions] == ["0001", "0002", "0003", "0004", "0005", "0006"]
     assert {"alerts", "calls", "call_legs", "call_events", "voicemails"} <= tables
     assert {"notification_outbox", "schema_migrations"} <= tables
 
@@ -87,7 +87,7 @@ async def test_alerts_accepted_before_the_lifecycle_migration_are_acknowledged_a
             NOW,
             still_open,
         )
-        assert await migrate(empty_database) == ["0002", "0003", "0004", "0005"]
+        assert await migrate(empty_database) == ["0002", "0003", "0004", "0005", "0006"]
         rows = {
             r["id"]: r
             for r in await conn.fetch(
@@ -109,7 +109,7 @@ async def test_alerts_accepted_before_the_lifecycle_migration_are_acknowledged_a
 def test_schema_file_parses_into_ordered_migrations() -> None:
     preamble, migrations = parse_schema(SCHEMA_PATH.read_text())
     assert "schema_migrations" in preamble
-    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005"]
+    assert [m.version for m in migrations] == ["0001", "0002", "0003", "0004", "0005", "0006"]
     with pytest.raises(MigrationError, match="duplicate"):
         parse_schema("-- migration: 1 a\nSELECT 1;\n-- migration: 1 b\nSELECT 2;\n")
 

@@ -22,6 +22,7 @@ from ari_controller.calls.records import (
     AlertRouted,
     AlertStatusChanged,
     CallEnded,
+    CallScreened,
     CallStarted,
     LegAnswered,
     LegEnded,
@@ -58,7 +59,9 @@ def call_records(
 
     leg1, leg2 = f"leg-{call_id.hex[:8]}-1", f"leg-{call_id.hex[:8]}-2"
     records: list[Record] = [
-        AlertOpened(alert_id, "+4930123456", "Ops hotline", None, "+4917000001", at[0]),
+        AlertOpened(
+            alert_id, "+4930123456", "Ops hotline", None, "+4917000001", at[0], "+4917000001"
+        ),
         CallStarted(
             call_id, alert_id, f"chan-{call_id.hex[:8]}", "+4930123456", "+491", at[0], at[1]
         ),
@@ -82,6 +85,20 @@ def call_records(
             AlertEscalated(alert_id, 1, at[27]),
             CallEnded(call_id, alert_id, at[28], "voicemail"),
             event(28, "call_ended", reason="voicemail"),
+            # The same caller again, past the rate limit: counted on the alert, no new one.
+            CallScreened(
+                uuid.uuid4(),
+                f"chan-{call_id.hex[:8]}-again",
+                "+4930123456",
+                "Ops hotline",
+                "+4917000001",
+                "+4917000001",
+                "rate_limited",
+                "more than 3 calls in 10 minutes",
+                at[29],
+                alert_id,
+                {"steps": [{"check": "rate_limit", "outcome": "exceeded"}]},
+            ),
         ]
     else:
         records += [

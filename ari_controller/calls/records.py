@@ -54,6 +54,9 @@ class AlertOpened:
     route: str | None
     caller_id: str | None
     created_at: datetime
+    # The caller as screening compares callers (E.164, "withheld", or the digits as they
+    # came): a repeat call finds the alert by it.
+    caller_key: str | None = None
 
     def __post_init__(self) -> None:
         _require_aware(created_at=self.created_at)
@@ -225,6 +228,28 @@ class NotificationQueued:
             raise ValueError("kind must not be empty")
 
 
+@dataclass(frozen=True, slots=True)
+class CallScreened:
+    """A call screening ended before any alert was opened (a blocked caller, one past the rate
+    limit, a wrong PIN, a flood). `alert_id`: the caller's open alert the call is counted on."""
+
+    screened_id: UUID
+    caller_channel_id: str
+    did: str
+    number_name: str
+    caller_id: str | None
+    caller_key: str
+    verdict: str
+    rule: str | None
+    started_at: datetime
+    alert_id: UUID | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        _require_aware(started_at=self.started_at)
+        _require_word("verdict", self.verdict)
+
+
 Record: TypeAlias = (
     AlertOpened
     | AlertRouted
@@ -238,6 +263,7 @@ Record: TypeAlias = (
     | VoicemailStored
     | CallEnded
     | NotificationQueued
+    | CallScreened
 )
 
 RECORD_TYPES: dict[str, type[Record]] = {cls.__name__: cls for cls in typing.get_args(Record)}

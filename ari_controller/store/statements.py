@@ -18,6 +18,7 @@ from ari_controller.calls.records import (
     AlertRouted,
     AlertStatusChanged,
     CallEnded,
+    CallScreened,
     CallStarted,
     LegAnswered,
     LegEnded,
@@ -44,7 +45,8 @@ def statements(record: Record) -> list[Statement]:
             return [
                 (
                     "INSERT INTO alerts (id, number_did, number_name, route, caller_id,"
-                    " created_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (id) DO NOTHING",
+                    " created_at, caller_key) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+                    " ON CONFLICT (id) DO NOTHING",
                     (
                         record.alert_id,
                         record.number_did,
@@ -52,6 +54,7 @@ def statements(record: Record) -> list[Statement]:
                         record.route,
                         record.caller_id,
                         record.created_at,
+                        record.caller_key,
                     ),
                 )
             ]
@@ -78,6 +81,28 @@ def statements(record: Record) -> list[Statement]:
                         record.started_at,
                         record.answered_at,
                         record.app,
+                    ),
+                )
+            ]
+        case CallScreened():
+            return [
+                (
+                    "INSERT INTO screened_calls (id, caller_channel_id, did, number_name,"
+                    " caller_id, caller_key, verdict, rule, started_at, alert_id, detail)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11::jsonb)"
+                    " ON CONFLICT (id) DO NOTHING",
+                    (
+                        record.screened_id,
+                        record.caller_channel_id,
+                        record.did,
+                        record.number_name,
+                        record.caller_id,
+                        record.caller_key,
+                        record.verdict,
+                        record.rule,
+                        record.started_at,
+                        record.alert_id,
+                        json.dumps(dict(record.detail), default=str),
                     ),
                 )
             ]

@@ -1,0 +1,193 @@
+"""How often a caller has called a number, whether the number is flooded, and the caller's
+open alert: what screening needs to know about the past, shared by every daemon through
+Postgres.
+
+Screening must never keep a caller out because the database is away. Every query here is
+bounded by a short timeout; when Postgres does not answer, the counts come from this daemon's
+memory (`shared=False`: the caller is let through on what this daemon alone has seen, and the
+log and the call's timeline say so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import uuid
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+
+log = structlog.get_logger(__name__)
+
+# A caller waits for these queries before hearing anything: past this, count in memory.
+QUERY_TIMEOUT_S = 1.0
+# Arrivals older than this are never counted again (no window is longer); they are deleted
+# now and then by the arrivals themselves.
+ARRIVALS_KEPT = dt.timedelta(days=1)
+_PRUNE_EVERY = 500
+FLOOD_WINDOW = dt.timedelta(minutes=1)
+
+
+@dataclass(frozen=True, slots=True)
+class ArrivalCounts:
+    """`caller_calls`: calls from this caller on this number within the rate window, this one
+    included; `number_calls`: new calls on the number within the last minute, this one
+    included; `shared`: counted in Postgres (False: in this daemon's memory)."""
+
+    caller_calls: int
+    number_calls: int
+    shared: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FloodRow:
+    active: bool
+    since: dt.datetime | None
+    calm_since: dt.datetime | None
+
+
+FloodStep = Callable[[FloodRow | None, int], FloodRow]
+"""The flood state machine (pure): from the state before and this minute's calls, the state now."""
+
+
+class _Memory:
+    """Arrivals this daemon has seen, for when Postgres does not answer."""
+
+    def __init__(self) -> None:
+        self.by_caller: dict[tuple[str, str], deque[dt.datetime]] = defaultdict(deque)
+        self.by_number: dict[str, deque[dt.datetime]] = defaultdict(deque)
+        self.floods: dict[str, FloodRow] = {}
+
+    def add(self, did: str, caller_key: str, at: dt.datetime) -> None:
+        self.by_caller[(did, caller_key)].append(at)
+        self.by_number[did].append(at)
+        oldest = at - ARRIVALS_KEPT
+        for times in (self.by_caller[(did, caller_key)], self.by_number[did]):
+            while times and times[0] < oldest:
+                times.popleft()
+
+    def counts(
+        self, did: str, caller_key: str, at: dt.datetime, window: dt.timedelta
+    ) -> ArrivalCounts:
+        caller = sum(1 for t in self.by_caller[(did, caller_key)] if t > at - window)
+        number = sum(1 for t in self.by_number[did] if t > at - FLOOD_WINDOW)
+        return ArrivalCounts(caller, number, shared=False)
+
+
+class CallerHistory:
+    """Arrivals counted, floods tracked and open alerts found in Postgres (or in memory)."""
+
+    def __init__(self, db: asyncpg.Pool, timeout_s: float = QUERY_TIMEOUT_S) -> None:
+        self._db = db
+        self._timeout_s = timeout_s
+        self._memory = _Memory()
+        self._arrivals = 0
+
+    async def arrived(
+        self,
+        arrival_id: uuid.UUID,
+        did: str,
+        caller_key: str,
+        at: dt.datetime,
+        window: dt.timedelta,
+    ) -> ArrivalCounts:
+        """Count this call, then how many calls the caller and the number have made."""
+        self._memory.add(did, caller_key, at)
+        self._arrivals += 1
+        prune = self._arrivals % _PRUNE_EVERY == 0
+        try:
+            async with asyncio.timeout(self._timeout_s):  # expiry: Postgres is too slow
+                async with self._db.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO call_arrivals (id, did, caller_key, arrived_at)"
+                        " VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                        arrival_id,
+                        did,
+                        caller_key,
+                        at,
+                    )
+                    row = await conn.fetchrow(
+                        "SELECT count(*) FILTER (WHERE caller_key = $2 AND arrived_at > $3)"
+                        " AS caller_calls,"
+                        " count(*) FILTER (WHERE arrived_at > $4) AS number_calls"
+                        " FROM call_arrivals WHERE did = $1 AND arrived_at > least($3, $4)"
+                        " AND arrived_at <= $5",
+                        did,
+                        caller_key,
+                        at - window,
+                        at - FLOOD_WINDOW,
+                        at,
+                    )
+                    if prune:
+                        await conn.execute(
+                            "DELETE FROM call_arrivals WHERE arrived_at < $1", at - ARRIVALS_KEPT
+                        )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("screening_counts_in_memory", did=did, error=str(exc) or type(exc).__name__)
+            return self._memory.counts(did, caller_key, at, window)
+        assert row is not None
+        return ArrivalCounts(int(row["caller_calls"]), int(row["number_calls"]), shared=True)
+
+    async def flood(self, did: str, number_calls: int, step: FloodStep) -> FloodRow:
+        """The number's flood state after this call, moved on by `step` under a row lock so
+        that two daemons taking calls at once move it once each, in turn."""
+        try:
+            async with asyncio.timeout(self._timeout_s):  # expiry: Postgres is too slow
+                async with self._db.acquire() as conn, conn.transaction():
+                    await conn.execute(
+                        "INSERT INTO number_floods (did, active, updated_at)"
+                        " VALUES ($1, false, now()) ON CONFLICT (did) DO NOTHING",
+                        did,
+                    )
+                    row = await conn.fetchrow(
+                        "SELECT active, since, calm_since FROM number_floods"
+                        " WHERE did = $1 FOR UPDATE",
+                        did,
+                    )
+                    before = _flood_row(row)
+                    after = step(before, number_calls)
+                    await conn.execute(
+                        "UPDATE number_floods SET active = $2, since = $3, calm_since = $4,"
+                        " updated_at = now() WHERE did = $1",
+                        did,
+                        after.active,
+                        after.since,
+                        after.calm_since,
+                    )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("screening_flood_in_memory", did=did, error=str(exc) or type(exc).__name__)
+            after = step(self._memory.floods.get(did), number_calls)
+        self._memory.floods[did] = after
+        return after
+
+    async def open_alert(
+        self, dids: tuple[str, ...], caller_key: str, since: dt.datetime
+    ) -> uuid.UUID | None:
+        """The caller's newest alert on the number that is not resolved and was opened since
+        `since`; None when there is none, or when Postgres does not answer (the call then
+        opens an alert of its own: nothing is lost, the repeat is not recognised)."""
+        try:
+            async with asyncio.timeout(self._timeout_s):  # expiry: Postgres is too slow
+                async with self._db.acquire() as conn:
+                    found = await conn.fetchval(
+                        "SELECT id FROM alerts WHERE number_did = ANY($1::text[])"
+                        " AND caller_key = $2 AND status <> 'resolved' AND created_at >= $3"
+                        " ORDER BY created_at DESC LIMIT 1",
+                        list(dids),
+                        caller_key,
+                        since,
+                    )
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("repeat_call_not_checked", error=str(exc) or type(exc).__name__)
+            return None
+        return found if isinstance(found, uuid.UUID) else None
+
+
+def _flood_row(row: Any) -> FloodRow | None:
+    if row is None:
+        return None
+    return FloodRow(bool(row["active"]), row["since"], row["calm_since"])
