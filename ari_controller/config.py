@@ -19,6 +19,9 @@ from pydantic import (
 
 from ari_controller.numbers import Number
 from ari_controller.oncall.models import EscalationPolicy, Schedule, User
+from ari_controller.screening.callerid import dialled_matches, did_key, is_country
+from ari_controller.screening.lists import list_references
+from ari_controller.screening.settings import GlobalScreening
 
 
 class ConfigError(Exception):
@@ -298,12 +301,24 @@ class Config(BaseModel):
     escalation_policies: list[EscalationPolicy] = Field(default_factory=list)
     numbers: list[Number] = Field(min_length=1)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    # The default country of caller IDs and DIDs, and the shared lists numbers refer to (@name).
+    screening: GlobalScreening = Field(default_factory=GlobalScreening)
 
     def number(self, did: str) -> Number | None:
+        """The number dialled as `did`: the one configured exactly so, else the one that is
+        the same phone number in another form (`030 123456`, `004930123456` for
+        `+4930123456`, read with the number's country)."""
         for number in self.numbers:
             if number.did == did:
                 return number
+        for number in self.numbers:
+            if dialled_matches(number.did, did, self.country_of(number)):
+                return number
         return None
+
+    def country_of(self, number: Number) -> str | None:
+        """The country a number's caller IDs and DID are read with (ISO 3166 alpha-2)."""
+        return number.screening.country_or(self.screening.default_country)
 
 
 def format_path(loc: Sequence[int | str]) -> str:
@@ -335,11 +350,14 @@ def reference_problems(config: Config) -> list[tuple[str, str]]:
     policies = {p.id for p in config.escalation_policies}
     seen_dids: dict[str, int] = {}
     for n, number in enumerate(config.numbers):
-        if number.did in seen_dids:
+        # The same phone number in two forms (+4930123456, 030 123456) is one DID.
+        key = did_key(number.did, config.country_of(number))
+        if key in seen_dids:
             problems.append(
-                (f"numbers[{n}].did", f"'{number.did}' is also numbers[{seen_dids[number.did]}]")
+                (f"numbers[{n}].did", f"'{number.did}' is also numbers[{seen_dids[key]}]")
             )
-        seen_dids.setdefault(number.did, n)
+        seen_dids.setdefault(key, n)
+        problems.extend(_list_problems(config, n, number))
         for key, routes in (
             ("routes", number.routes),
             ("outside_hours.routes", number.outside_hours.routes),
@@ -353,6 +371,22 @@ def reference_problems(config: Config) -> list[tuple[str, str]]:
                         )
                     )
     problems.extend(_destination_problems(config))
+    return problems
+
+
+def _list_problems(config: Config, n: int, number: Number) -> list[tuple[str, str]]:
+    """A number's block and allow lists that name shared lists nobody defined."""
+    problems = []
+    for key, patterns in (("block", number.screening.block), ("allow", number.screening.allow)):
+        for i, name in list_references(patterns):
+            if name not in config.screening.lists:
+                known = ", ".join(f"@{k}" for k in config.screening.lists) or "none"
+                problems.append(
+                    (
+                        f"numbers[{n}].screening.{key}[{i}]",
+                        f"unknown list '@{name}' (screening.lists has {known})",
+                    )
+                )
     return problems
 
 
@@ -464,14 +498,25 @@ def environment_problems(config: Config) -> list[tuple[str, str]]:
 def parse_config(data: Any, source: str = "config", base_dir: Path | None = None) -> Config:
     if not isinstance(data, dict):
         raise ConfigError(source, [("(top level)", "expected a mapping of sections")])
+    context = {"base_dir": base_dir or Path.cwd(), "default_country": _default_country(data)}
     try:
-        config = Config.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
+        config = Config.model_validate(data, context=context)
     except ValidationError as exc:
         raise ConfigError(source, _validation_problems(exc)) from None
     problems = reference_problems(config)
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+def _default_country(data: dict[str, Any]) -> str | None:
+    """`screening.default_country` as written, for the numbers' patterns to be read with
+    (a malformed one is reported at its own path, and reads no pattern)."""
+    screening = data.get("screening")
+    country = screening.get("default_country") if isinstance(screening, dict) else None
+    if isinstance(country, str) and len(country) == 2 and is_country(country):
+        return country.upper()
+    return None
 
 
 def load_config(path: Path) -> Config:

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ari_controller.screening.settings import ScreeningSettings
 from ari_controller.support_hours import SupportHours, is_open
 
 CallingMode = Literal["sequential", "simultaneous"]
@@ -212,6 +213,8 @@ class Number(BaseModel):
     outside_hours: OutsideHours = Field(default_factory=OutsideHours)
     resolution: Resolution = "accept_on_answer"
     alerts: NumberAlerts = Field(default_factory=NumberAlerts)
+    # Who may call, how often, with which PIN (docs/screening.md); the default lets everyone in.
+    screening: ScreeningSettings = Field(default_factory=ScreeningSettings)
 
     @field_validator("time_zone")
     @classmethod
