@@ -1,6 +1,6 @@
 """`ari-controller`: run the daemon, check or explain a configuration, preview a greeting,
-migrate the database, list and act on alerts, manage API tokens and console users, serve the
-Asterisk simulator, or run the demo."""
+migrate the database, list and act on alerts, manage API tokens and console users, hash a
+caller PIN, serve the Asterisk simulator, or run the demo."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from ari_controller.cli_common import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 from ari_controller.cli_common import load_or_exit as _load
 from ari_controller.cli_console import add_console_commands
 from ari_controller.cli_failover import add_failover_commands
+from ari_controller.cli_screening import add_screening_commands
 from ari_controller.config import ConfigError, alert_notes, environment_problems, load_config
 from ari_controller.logging import configure_logging
 from ari_controller.simulator.cli import positive_int
@@ -74,7 +75,15 @@ def cmd_explain(args: argparse.Namespace) -> int:
     config = _load(args.config)
     try:
         report = explain(
-            config, args.number, _moment(args.at), args.choice, random.Random(args.seed)
+            config,
+            args.number,
+            _moment(args.at),
+            args.choice,
+            random.Random(args.seed),
+            caller=args.caller_id,
+            caller_calls=args.caller_calls,
+            flood=args.flood,
+            pin=args.pin,
         )
     except UnknownNumber as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -188,6 +197,19 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--at", help="ISO-8601 moment (default: now)")
     exp.add_argument("--choice", help="the menu digit the caller presses")
     exp.add_argument("--seed", type=int, default=0, help="random source for picks")
+    exp.add_argument(
+        "--caller-id",
+        help="screen this caller ID first, as the trunk sends it (e.g. 030123456, anonymous)",
+    )
+    exp.add_argument(
+        "--caller-calls",
+        type=positive_int,
+        default=1,
+        help="assume this many calls from the caller in the rate window, this one included"
+        " (default 1: a first call)",
+    )
+    exp.add_argument("--flood", action="store_true", help="assume the number is flooded")
+    exp.add_argument("--pin", help="the PIN the caller enters when asked (default: none)")
     exp.add_argument("--json", action="store_true")
     exp.set_defaults(func=cmd_explain)
 
@@ -223,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_alert_commands(sub)
     add_console_commands(sub)
     add_failover_commands(sub)
+    add_screening_commands(sub)
 
     demo = sub.add_parser(
         "demo", help="every path of a call on this machine (simulator, throwaway Postgres)"
