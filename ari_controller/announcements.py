@@ -45,8 +45,11 @@ def greeting_and_menu(number: Number, routes: list[tuple[str, Route]]) -> list[s
     )
 
 
-def responder_sentences(number: Number) -> list[str]:
-    """ "This is <number>. You have a caller on hold. Press any key to connect."."""
+def responder_sentences(
+    number: Number, label: str | None = None, repeat: bool = False
+) -> list[str]:
+    """ "This is <number>. You have a caller on hold. Press any key to connect.", saying who
+    the caller is (`label`, from their PIN) and whether they are calling again."""
     settings = number.responders
     accept_key = None if settings.accept_keys == "any" else settings.accept_keys[0]
     hint = responder_hint(
@@ -55,7 +58,30 @@ def responder_sentences(number: Number) -> list[str]:
         accept_key=accept_key,
         decline_key=settings.decline_key,
     )
-    return [render("responder_intro", number.language, number_name=number.name), hint]
+    key = "responder_intro" + ("_label" if label else "") + ("_repeat" if repeat else "")
+    params = {"number_name": number.name, **({"label": label} if label else {})}
+    return [render(key, number.language, **params), hint]
+
+
+def _screening_sentences(number: Number) -> list[str]:
+    """What screening may say: its configured messages, and every whisper its callers may
+    bring (each PIN's label, a repeat call)."""
+    settings = number.screening
+    texts = [
+        text
+        for text in (
+            settings.blocked.message,
+            settings.not_allowed.message,
+            settings.rate_limit.message if settings.rate_limit else None,
+            settings.flood.message if settings.flood else None,
+        )
+        if text
+    ]
+    labels = [None, *dict.fromkeys(pin.label for pin in settings.pin.pins)]
+    for label in labels:
+        for repeat in (False, True):
+            texts += responder_sentences(number, label, repeat)[:1]
+    return texts
 
 
 def route_confirmation(number: Number, digit: str, route: Route) -> str:
@@ -73,6 +99,7 @@ def sentences_of(number: Number) -> list[str]:
             if speech_active(number) and number.speech.confirm_routes and len(numbered) > 1:
                 texts += [route_confirmation(number, digit, route) for digit, route in numbered]
     texts += responder_sentences(number)
+    texts += _screening_sentences(number)
     texts += [render(key, number.language) for key in _PLAIN_KEYS]
     if number.outside_hours.message:
         texts.append(number.outside_hours.message)
@@ -114,8 +141,10 @@ class Announcements:
     def route_confirmation(self, number: Number, digit: str, route: Route) -> list[str]:
         return self._uris([route_confirmation(number, digit, route)], number.language)
 
-    def responder_prompt(self, number: Number) -> list[str]:
-        return self._uris(responder_sentences(number), number.language)
+    def responder_prompt(
+        self, number: Number, label: str | None = None, repeat: bool = False
+    ) -> list[str]:
+        return self._uris(responder_sentences(number, label, repeat), number.language)
 
     def hold_file(self, number: Number) -> str | None:
         return self.hold_files.get(number.did)

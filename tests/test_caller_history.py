@@ -11,7 +11,8 @@ import uuid
 import asyncpg
 
 from ari_controller.calls.records import AlertOpened, AlertStatusChanged
-from ari_controller.store.callers import CallerHistory, FloodRow
+from ari_controller.screening.flood import FloodState
+from ari_controller.store.callers import CallerHistory
 from ari_controller.store.statements import apply_record
 from ari_controller.testing.postgres import free_port
 
@@ -66,7 +67,7 @@ async def test_without_postgres_the_counts_come_from_memory() -> None:
         )
         assert not first.shared and not second.shared
         assert (second.caller_calls, second.number_calls) == (2, 2)
-        flood = await history.flood(DID, 2, lambda before, calls: FloodRow(calls > 1, T0, None))
+        flood = await history.flood(DID, lambda before: FloodState(True, T0, None))
         assert flood.active
         assert await history.open_alert((DID,), ANNA, T0 - dt.timedelta(hours=1)) is None
     finally:
@@ -77,12 +78,12 @@ async def test_racing_daemons_move_the_flood_state_once_per_call(pool: asyncpg.P
     """Each step counts the calls it saw in `since`'s seconds: every one of 12 concurrent
     calls from two daemons must be seen, none lost to a race."""
 
-    def step(before: FloodRow | None, calls: int) -> FloodRow:
-        seen = 0 if before is None or before.since is None else int(before.since.timestamp())
-        return FloodRow(seen + 1 > 10, dt.datetime.fromtimestamp(seen + 1, dt.UTC), None)
+    def step(before: FloodState) -> FloodState:
+        seen = 0 if before.since is None else int(before.since.timestamp())
+        return FloodState(seen + 1 > 10, dt.datetime.fromtimestamp(seen + 1, dt.UTC), None)
 
     a, b = CallerHistory(pool, timeout_s=5), CallerHistory(pool, timeout_s=5)
-    rows = await asyncio.gather(*(h.flood(DID, 1, step) for h in [a, b] * 6))
+    rows = await asyncio.gather(*(h.flood(DID, step) for h in [a, b] * 6))
     final = max(rows, key=lambda r: r.since or T0)
     assert final.since is not None and int(final.since.timestamp()) == 12
     assert final.active

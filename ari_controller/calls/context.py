@@ -15,6 +15,8 @@ from ari_controller.calls.journal import CallJournal, Clock
 from ari_controller.calls.leg import Leg
 from ari_controller.numbers import Number, Route
 from ari_controller.oncall.plan import CallPlan
+from ari_controller.screening.settings import GlobalScreening
+from ari_controller.store.callers import CallerHistory
 
 
 class Prompts(Protocol):
@@ -25,7 +27,9 @@ class Prompts(Protocol):
     def say(self, key: str, language: str, **params: str) -> list[str]: ...
     def text(self, text: str, language: str) -> list[str]: ...
     def hold_file(self, number: Number) -> str | None: ...
-    def responder_prompt(self, number: Number) -> list[str]: ...
+    def responder_prompt(
+        self, number: Number, label: str | None = None, repeat: bool = False
+    ) -> list[str]: ...
     def route_confirmation(self, number: Number, digit: str, route: Route) -> list[str]: ...
 
 
@@ -70,6 +74,13 @@ class CallContext:
     # Set once the accepting responder is in the bridge with the caller (or the call is over):
     # the other responders are let go after it, so they never delay the connection.
     connected: asyncio.Event = field(default_factory=asyncio.Event)
+    # Screening: the callers' past through Postgres (None: no database, counted per call),
+    # the shared lists, and what it found out for the responder's whisper: the caller's PIN
+    # label (the customer), and whether this is a repeat call on an open alert.
+    history: CallerHistory | None = None
+    screening_config: GlobalScreening = field(default_factory=GlobalScreening)
+    caller_label: str | None = None
+    repeat_call: bool = False
 
     @property
     def language(self) -> str:

@@ -17,6 +17,11 @@ def escalate_if_configured(
     settings = ctx.number.alerts
     if ending not in settings.escalate_on:
         return
+    if ctx.journal.alert.repeat:
+        # The alert escalates by its own rules from its first call: a repeat call adds its
+        # timeline, not another round of pages.
+        ctx.journal.note("escalation_not_repeated", ending=ending)
+        return
     policy = ctx.journal.alert.policy_id
     if policy is None:
         routes = ctx.number.outside_hours.routes if outside_hours else []

@@ -23,6 +23,7 @@ from ari_controller.calls.leg import Leg, LegGone
 from ari_controller.calls.menu import GiveUp
 from ari_controller.calls.outcomes import LegOutcome
 from ari_controller.calls.resume import HuntProgress, Unfinished, plan_note
+from ari_controller.calls.screening import let_in, screen_the_caller, turn_away
 from ari_controller.calls.unowned import hand_back
 from ari_controller.calls.voicemail import finish_voicemail, take_voicemail
 from ari_controller.numbers import Route, RouteSelection, select_routes
@@ -34,9 +35,42 @@ CLEANUP_LIMIT_S = 10.0
 
 
 async def handle_call(ctx: CallContext) -> None:
-    """A new call, from the first ring."""
-    ctx.journal.open()
-    await _run(ctx, _from_the_start(ctx))
+    """A new call, from the first ring: screened first; let through, it opens an alert (or
+    joins the caller's open one) and goes on to the menu or to voicemail."""
+    try:
+        screening = await screen_the_caller(ctx)
+    except LegGone:
+        ctx.journal.screened("hung_up", "the caller hung up while being screened", {})
+        ctx.caller.release()
+        return
+    if not screening.lets_through:
+        await _run_screened(ctx, turn_away(ctx, screening))
+        return
+    let_in(ctx, screening)
+    if screening.verdict.then == "voicemail":
+        await _run(ctx, _voicemail_only(ctx))
+    else:
+        await _run(ctx, _from_the_start(ctx))
+
+
+async def _voicemail_only(ctx: CallContext) -> None:
+    """No menu and no hunt: who the caller is, a beep, the message on the alert (escalated as
+    any voicemail)."""
+    await ctx.caller.answer()
+    greeting = ctx.prompts.greeting(ctx.number)
+    await ctx.caller.play(greeting, stop_on_digit=False)
+    await take_voicemail(ctx, prompt="voicemail_only_prompt")
+    ctx.journal.end("voicemail")
+
+
+async def _run_screened(ctx: CallContext, story: Coroutine[Any, Any, None]) -> None:
+    """A call turned away: however it ends, nothing of it is left in Asterisk."""
+    try:
+        await story
+    except LegGone:
+        pass  # the caller hung up during the message: what they were told is on record
+    finally:
+        ctx.caller.release()
 
 
 async def resume_call(ctx: CallContext, earlier: Unfinished) -> None:

@@ -175,7 +175,8 @@ async def _ask_to_accept(ctx: CallContext, leg: Leg) -> LegOutcome:
 
     Hanging up declines."""
     settings = ctx.number.responders
-    prompt = ctx.prompts.responder_prompt(ctx.number)
+    # Who the caller is (their PIN's label) and whether they are calling again, in the whisper.
+    prompt = ctx.prompts.responder_prompt(ctx.number, ctx.caller_label, ctx.repeat_call)
     recognizer = recognizer_for(ctx.number)
     vocabulary = accept_vocabulary(ctx.number.language)
     try:

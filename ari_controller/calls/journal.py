@@ -114,6 +114,11 @@ class AlertSummary:
     voicemail_name: str | None = None
     escalations: int = 0
     app: str | None = None  # the Stasis application running the call
+    # The caller as screening knows them (E.164, "withheld", or the digits as they came).
+    caller_key: str | None = None
+    # This call joined an alert the same caller opened earlier (a repeat call): the alert
+    # is not opened again, nor announced again.
+    repeat: bool = False
 
 
 @dataclass
@@ -138,19 +143,31 @@ class CallJournal:
     # How many timeline entries an earlier run of the controller already wrote for this call
     # (a call picked up after a restart goes on numbering after them).
     earlier_entries: int = 0
+    # Screening's verdict for the call, and whether its counts came from Postgres (for the
+    # metrics); None for a call picked up after a restart (screened by the earlier run).
+    screening: str | None = None
+    screening_shared: bool | None = None
+    flood_active: bool | None = None  # the number's flood state as this call saw it
 
-    def open(self) -> None:
+    def open(self, repeat_of: uuid.UUID | None = None) -> None:
+        """The call begins: a new alert, or (`repeat_of`) another call on the caller's open
+        alert, which keeps its status and its escalation."""
         alert = self.alert
-        self._emit(
-            lambda: r.AlertOpened(
-                uuid.UUID(alert.alert_id),
-                alert.did,
-                alert.number_name,
-                alert.route,
-                alert.caller_id,
-                alert.opened_at,
+        if repeat_of is not None:
+            alert.alert_id = str(repeat_of)
+            alert.repeat = True
+        else:
+            self._emit(
+                lambda: r.AlertOpened(
+                    uuid.UUID(alert.alert_id),
+                    alert.did,
+                    alert.number_name,
+                    alert.route,
+                    alert.caller_id,
+                    alert.opened_at,
+                    alert.caller_key,
+                )
             )
-        )
         self._emit(
             lambda: r.CallStarted(
                 uuid.UUID(alert.call_id),
@@ -163,8 +180,38 @@ class CallJournal:
                 alert.app,
             )
         )
-        self._notify("alert.created", alert.opened_at)
-        self.note("call_started", caller_id=alert.caller_id, did=alert.did)
+        if alert.repeat:
+            self.note("call_started", caller_id=alert.caller_id, did=alert.did, repeat=True)
+        else:
+            self._notify("alert.created", alert.opened_at)
+            self.note("call_started", caller_id=alert.caller_id, did=alert.did)
+
+    def screened(
+        self,
+        verdict: str,
+        rule: str | None,
+        detail: dict[str, Any],
+        counted_on: uuid.UUID | None = None,
+    ) -> None:
+        """Screening ended the call before any alert: kept apart (screened_calls), paging
+        nobody; `counted_on`: the caller's open alert the call counts on."""
+        alert = self.alert
+        alert.ended_reason = "screened"
+        self._emit(
+            lambda: r.CallScreened(
+                uuid.UUID(alert.call_id),
+                alert.caller_channel,
+                alert.did,
+                alert.number_name,
+                alert.caller_id,
+                alert.caller_key or "",
+                verdict,
+                rule,
+                alert.opened_at,
+                counted_on,
+                detail,
+            )
+        )
 
     def note(self, kind: str, **data: Any) -> TimelineEntry:
         entry = TimelineEntry(

@@ -19,7 +19,9 @@ log = structlog.get_logger(__name__)
 FETCH_LIMIT_S = 10.0
 
 
-async def take_voicemail(ctx: CallContext, *, outside_hours: bool = False) -> None:
+async def take_voicemail(
+    ctx: CallContext, *, outside_hours: bool = False, prompt: str = "voicemail_prompt"
+) -> None:
     """Prompt, beep, record until `#`, silence, the maximum length or a hang-up; store it and
     escalate the alert (as the number's alert settings say)."""
     settings = ctx.number.voicemail
@@ -27,7 +29,7 @@ async def take_voicemail(ctx: CallContext, *, outside_hours: bool = False) -> No
     ctx.journal.note("voicemail_started")
     await ctx.durable()  # a restarted controller finds the recording by the call's record
     try:
-        await caller.play(ctx.say("voicemail_prompt"))  # a key skips straight to the beep
+        await caller.play(ctx.say(prompt))  # a key skips straight to the beep
     except LegGone:
         ctx.journal.note("voicemail_skipped", why="caller hung up before the beep")
         raise

@@ -246,6 +246,31 @@ def _route_confirmation(e: _Entry) -> str:
     return f"{asked}{': ' + said if said else ''}."
 
 
+def _screening(e: _Entry) -> str:
+    action = e.text("action")
+    what = {
+        "menu": "let through to the menu",
+        "voicemail_only": "let through to voicemail only",
+    }.get(action, action.replace("_", " "))
+    steps = e["steps"] if isinstance(e["steps"], list) else []
+    found = [
+        f"{step.get('check')}: {step.get('outcome')}"
+        + (f" ({step.get('rule')})" if step.get("rule") else "")
+        for step in steps
+        if isinstance(step, Mapping) and step.get("outcome") not in ("off", None)
+    ]
+    label = f"; the caller is from {e.text('label')}" if e["label"] else ""
+    memory = (
+        "; counted in memory (the database did not answer)" if e["counted_in"] == "memory" else ""
+    )
+    return f"Screening: {what}{label}{memory}" + (f". {'; '.join(found)}." if found else ".")
+
+
+def _pin_entered(e: _Entry) -> str:
+    right = "right" if e["right"] else "wrong"
+    return f"The caller entered a PIN (attempt {e.text('attempt')}): {right}."
+
+
 def _menu_gave_up(e: _Entry) -> str:
     then = {"voicemail": "the caller is asked for a voicemail", "goodbye": "goodbye"}.get(
         e.text("then"), e.text("then")
@@ -486,6 +511,12 @@ _DESCRIBERS: dict[str, _Describer] = {
     "menu_input": _menu_input,
     "menu_speech": _menu_speech,
     "route_confirmation": _route_confirmation,
+    "screening": _screening,
+    "pin_entered": _pin_entered,
+    "repeat_call": lambda e: "A repeat call: the caller's alert was still open, the call joins it.",
+    "escalation_not_repeated": lambda e: (
+        "Not escalated again: the alert escalates by its own rules from its first call."
+    ),
     "menu_gave_up": _menu_gave_up,
     "speech_heard": _speech_heard,
     "responder_speech": _responder_speech,

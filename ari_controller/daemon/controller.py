@@ -33,6 +33,7 @@ from ari_controller.calls.unowned import (
 )
 from ari_controller.config import Config
 from ari_controller.numbers import Number
+from ari_controller.store.callers import CallerHistory
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +78,8 @@ class Controller:
     on_call_started: Callable[[CallContext], None] | None = None
     on_call_finished: Callable[[CallContext], None] | None = None
     on_unknown_number: Callable[[str], None] | None = None
+    # Callers' past for screening (rate limits, floods, repeat calls), shared through Postgres.
+    history: CallerHistory | None = None
     calls: dict[str, RunningCall] = field(default_factory=dict)
     accepting: bool = True
     _side_tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -158,6 +161,8 @@ class Controller:
             clock=self.clock,
             rng=self.rng,
             durable=self.durable,
+            history=self.history,
+            screening_config=setup.config.screening,
         )
 
     def _track(self, call: RunningCall) -> None:

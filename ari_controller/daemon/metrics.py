@@ -11,6 +11,8 @@ gauges for what is happening now.
 
 from __future__ import annotations
 
+import datetime as dt
+
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -131,6 +133,26 @@ class Metrics:
             ["result"],
             registry=self.registry,
         )
+        self.screening_verdicts = Counter(
+            "callrouting_screening_verdicts",
+            "Calls screened, by verdict (menu, blocked, not_allowed, rate_limited, flood, "
+            "ask_pin, pin_failed, voicemail_only)",
+            ["verdict"],
+            registry=self.registry,
+        )
+        self.screening_in_memory = Counter(
+            "callrouting_screening_counted_in_memory",
+            "Calls whose rate and flood counts came from this daemon's memory because "
+            "Postgres did not answer (screening fails open)",
+            registry=self.registry,
+        )
+        self._flood_seen_at: dict[str, dt.datetime] = {}
+        self.number_flood = Gauge(
+            "callrouting_number_flood",
+            "1 while a number is in flood mode (as its latest call saw it), else 0",
+            ["did"],
+            registry=self.registry,
+        )
         self.reloads = Counter(
             "callrouting_config_reloads",
             "Configuration reloads, by result",
@@ -149,6 +171,17 @@ class Metrics:
         self.calls_in_progress.dec()
         journal = ctx.journal
         self.calls.labels(journal.alert.ended_reason or "unknown").inc()
+        if journal.screening is not None:
+            self.screening_verdicts.labels(journal.screening).inc()
+        if journal.screening_shared is False:
+            self.screening_in_memory.inc()
+        if journal.flood_active is not None:
+            # The newest call's view wins: calls end in any order, and one let through before
+            # a flood began may end long after the flood was seen.
+            did, seen_at = ctx.number.did, journal.alert.opened_at
+            if seen_at >= self._flood_seen_at.get(did, seen_at):
+                self._flood_seen_at[did] = seen_at
+                self.number_flood.labels(did).set(1 if journal.flood_active else 0)
         for heard in journal.heard:
             self.speech_utterances.labels(heard.party, heard.result).inc()
             if heard.decoded:

@@ -56,6 +56,18 @@ _EN: dict[str, str] = {
     "technical_problem": "Sorry, we have a technical problem. Please try again later.",
     # The responder.
     "responder_intro": "This is {number_name}. You have a caller on hold.",
+    "responder_intro_label": "This is {number_name}. You have a caller from {label} on hold.",
+    "responder_intro_repeat": (
+        "This is {number_name}. You have a caller on hold who is calling again."
+    ),
+    "responder_intro_label_repeat": (
+        "This is {number_name}. You have a caller from {label} on hold, calling again."
+    ),
+    "pin_prompt": "Please enter your PIN, then press hash.",
+    "pin_wrong": "That PIN is not valid.",
+    "voicemail_only_prompt": (
+        "Please leave a message after the tone, and press hash when you are done."
+    ),
     "responder_accept_hint": "Press any key to connect.",
     "responder_accept_key_hint": "Press {accept_key} to connect.",
     "responder_accept_key_hint_voice": "Press {accept_key} or say continue to connect.",
@@ -108,6 +120,21 @@ _DE: dict[str, str] = {
         "Leider gibt es ein technisches Problem. Bitte versuchen Sie es später noch einmal."
     ),
     "responder_intro": "Hier ist {number_name}. Ein Anrufer wartet in der Leitung.",
+    "responder_intro_label": (
+        "Hier ist {number_name}. Ein Anrufer von {label} wartet in der Leitung."
+    ),
+    "responder_intro_repeat": (
+        "Hier ist {number_name}. Ein Anrufer wartet in der Leitung, er ruft erneut an."
+    ),
+    "responder_intro_label_repeat": (
+        "Hier ist {number_name}. Ein Anrufer von {label} wartet in der Leitung, er ruft erneut an."
+    ),
+    "pin_prompt": "Bitte geben Sie Ihre PIN ein und drücken Sie dann die Rautetaste.",
+    "pin_wrong": "Diese PIN ist nicht gültig.",
+    "voicemail_only_prompt": (
+        "Bitte hinterlassen Sie nach dem Signalton eine Nachricht und drücken Sie"
+        " danach die Rautetaste."
+    ),
     "responder_accept_hint": "Drücken Sie eine beliebige Taste, um verbunden zu werden.",
     "responder_accept_key_hint": "Drücken Sie {accept_key}, um verbunden zu werden.",
     "responder_accept_key_hint_voice": (
@@ -170,6 +197,14 @@ _FR: dict[str, str] = {
         "Désolé, nous rencontrons un problème technique. Veuillez réessayer plus tard."
     ),
     "responder_intro": "Ici {number_name}. Un appelant est en attente.",
+    "responder_intro_label": "Ici {number_name}. Un appelant de {label} est en attente.",
+    "responder_intro_repeat": "Ici {number_name}. Un appelant est en attente, il rappelle.",
+    "responder_intro_label_repeat": (
+        "Ici {number_name}. Un appelant de {label} est en attente, il rappelle."
+    ),
+    "pin_prompt": "Veuillez saisir votre code PIN, puis appuyez sur dièse.",
+    "pin_wrong": "Ce code PIN n'est pas valide.",
+    "voicemail_only_prompt": ("Veuillez laisser un message après le bip, puis appuyez sur dièse."),
     "responder_accept_hint": "Appuyez sur une touche pour prendre l'appel.",
     "responder_accept_key_hint": "Appuyez sur {accept_key} pour prendre l'appel.",
     "responder_accept_key_hint_voice": (
@@ -230,6 +265,18 @@ _ES: dict[str, str] = {
         "Lo sentimos, tenemos un problema técnico. Por favor, inténtelo de nuevo más tarde."
     ),
     "responder_intro": "Le habla {number_name}. Hay una llamada en espera.",
+    "responder_intro_label": "Le habla {number_name}. Hay una llamada de {label} en espera.",
+    "responder_intro_repeat": (
+        "Le habla {number_name}. Hay una llamada en espera de alguien que vuelve a llamar."
+    ),
+    "responder_intro_label_repeat": (
+        "Le habla {number_name}. Hay una llamada de {label} en espera, que vuelve a llamar."
+    ),
+    "pin_prompt": "Introduzca su PIN y pulse almohadilla.",
+    "pin_wrong": "Ese PIN no es válido.",
+    "voicemail_only_prompt": (
+        "Deje su mensaje después de la señal y pulse almohadilla al terminar."
+    ),
     "responder_accept_hint": "Pulse cualquier tecla para conectar.",
     "responder_accept_key_hint": "Pulse {accept_key} para conectar.",
     "responder_accept_key_hint_voice": "Pulse {accept_key} o diga continuar para conectar.",

@@ -21,7 +21,13 @@ from typing import Any
 import asyncpg
 import structlog
 
+from ari_controller.screening.flood import NO_FLOOD, FloodState
+
 log = structlog.get_logger(__name__)
+
+# What "Postgres does not answer" looks like: refused or cut connections, errors of the
+# server, a pool not open yet (calls can arrive before it is), and the timeout.
+_UNREACHABLE = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError)
 
 # A caller waits for these queries before hearing anything: past this, count in memory.
 QUERY_TIMEOUT_S = 1.0
@@ -43,15 +49,8 @@ class ArrivalCounts:
     shared: bool
 
 
-@dataclass(frozen=True, slots=True)
-class FloodRow:
-    active: bool
-    since: dt.datetime | None
-    calm_since: dt.datetime | None
-
-
-FloodStep = Callable[[FloodRow | None, int], FloodRow]
-"""The flood state machine (pure): from the state before and this minute's calls, the state now."""
+FloodStep = Callable[[FloodState], FloodState]
+"""The flood state machine (pure, `screening.flood`): from the state before, the state now."""
 
 
 class _Memory:
@@ -60,7 +59,7 @@ class _Memory:
     def __init__(self) -> None:
         self.by_caller: dict[tuple[str, str], deque[dt.datetime]] = defaultdict(deque)
         self.by_number: dict[str, deque[dt.datetime]] = defaultdict(deque)
-        self.floods: dict[str, FloodRow] = {}
+        self.floods: dict[str, FloodState] = {}
 
     def add(self, did: str, caller_key: str, at: dt.datetime) -> None:
         self.by_caller[(did, caller_key)].append(at)
@@ -126,13 +125,13 @@ class CallerHistory:
                         await conn.execute(
                             "DELETE FROM call_arrivals WHERE arrived_at < $1", at - ARRIVALS_KEPT
                         )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except _UNREACHABLE as exc:
             log.warning("screening_counts_in_memory", did=did, error=str(exc) or type(exc).__name__)
             return self._memory.counts(did, caller_key, at, window)
         assert row is not None
         return ArrivalCounts(int(row["caller_calls"]), int(row["number_calls"]), shared=True)
 
-    async def flood(self, did: str, number_calls: int, step: FloodStep) -> FloodRow:
+    async def flood(self, did: str, step: FloodStep) -> FloodState:
         """The number's flood state after this call, moved on by `step` under a row lock so
         that two daemons taking calls at once move it once each, in turn."""
         try:
@@ -148,8 +147,7 @@ class CallerHistory:
                         " WHERE did = $1 FOR UPDATE",
                         did,
                     )
-                    before = _flood_row(row)
-                    after = step(before, number_calls)
+                    after = step(_flood_state(row))
                     await conn.execute(
                         "UPDATE number_floods SET active = $2, since = $3, calm_since = $4,"
                         " updated_at = now() WHERE did = $1",
@@ -158,9 +156,9 @@ class CallerHistory:
                         after.since,
                         after.calm_since,
                     )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except _UNREACHABLE as exc:
             log.warning("screening_flood_in_memory", did=did, error=str(exc) or type(exc).__name__)
-            after = step(self._memory.floods.get(did), number_calls)
+            after = step(self._memory.floods.get(did, NO_FLOOD))
         self._memory.floods[did] = after
         return after
 
@@ -181,13 +179,13 @@ class CallerHistory:
                         caller_key,
                         since,
                     )
-        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        except _UNREACHABLE as exc:
             log.warning("repeat_call_not_checked", error=str(exc) or type(exc).__name__)
             return None
         return found if isinstance(found, uuid.UUID) else None
 
 
-def _flood_row(row: Any) -> FloodRow | None:
+def _flood_state(row: Any) -> FloodState:
     if row is None:
-        return None
-    return FloodRow(bool(row["active"]), row["since"], row["calm_since"])
+        return NO_FLOOD
+    return FloodState(bool(row["active"]), row["since"], row["calm_since"])
