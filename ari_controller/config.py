@@ -335,8 +335,13 @@ def format_path(loc: Sequence[int | str]) -> str:
 def _validation_problems(error: ValidationError) -> list[tuple[str, str]]:
     problems = []
     for item in error.errors():
-        # pydantic puts the validator's name for tagged unions/after-validators into loc: drop it
-        loc = [p for p in item["loc"] if not (isinstance(p, str) and p.startswith("function-"))]
+        # pydantic puts the validator's name for tagged unions/after-validators into loc, and
+        # "[key]" after a mapping's key that failed: drop them
+        loc = [
+            p
+            for p in item["loc"]
+            if not (isinstance(p, str) and (p.startswith("function-") or p == "[key]"))
+        ]
         message = item["msg"].removeprefix("Value error, ")
         problems.append((format_path(loc), message))
     return problems

@@ -77,7 +77,7 @@ def _international_prefix(body: str, pattern: str, country: str | None) -> str:
         idd = international_prefix(country)
         trunk = national_prefix(country)
         found = re.match(f"(?:{idd})", body) if idd else None
-        if found is not None and len(body) > found.end():
+        if found is not None:
             digits = body[found.end() :]
         elif trunk and body.startswith(trunk) and country:
             digits = f"{country_code(country)}{body[len(trunk) :]}"

@@ -196,15 +196,13 @@ class GlobalScreening(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     default_country: Country = None
-    lists: dict[str, list[SharedPattern]] = Field(default_factory=dict)
+    lists: dict[ListName, list[SharedPattern]] = Field(default_factory=dict)
 
-    @field_validator("lists")
-    @classmethod
-    def _names(cls, lists: dict[str, list[str]]) -> dict[str, list[str]]:
-        for name in lists:
-            if not LIST_NAME.match(name):
-                raise ValueError(f"'{name}' is not a list name (letters, digits, _ . -)")
-        return lists
+
+def _list_name(name: str) -> str:
+    if not LIST_NAME.match(name):
+        raise ValueError(f"'{name}' is not a list name (letters, digits, _ . -)")
+    return name
 
 
 def _shared_pattern(value: str, info: ValidationInfo) -> str:
@@ -216,4 +214,5 @@ def _shared_pattern(value: str, info: ValidationInfo) -> str:
 
 
 SharedPattern = Annotated[str, AfterValidator(_shared_pattern)]
+ListName = Annotated[str, AfterValidator(_list_name)]
 GlobalScreening.model_rebuild()
