@@ -247,6 +247,8 @@ def render_screening(screening: dict[str, Any]) -> list[str]:
         )
     else:
         lines.append(f"Verdict: {verdict['action']}{label}{said}, then {then}")
+    if assumed["pin"] == "entered" and not screening["asked_pin"]:
+        lines.append("(--pin is not used: this caller is not asked for a PIN)")
     return lines
 
 

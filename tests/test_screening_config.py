@@ -265,3 +265,10 @@ def test_explain_in_text_lists_each_step(
     assert "  block: matched  [withheld]" in text
     assert "Verdict: blocked, says 'Goodbye.', then hang up" in text
     assert "Caller hears" not in text
+    at = "2026-11-24T10:00:00+01:00"
+    customer = ("--caller-id", "089 123456", "--pin", "4711", "--at", at)
+    assert main(["explain", "--config", str(path), "--number", "+4930123456", *customer]) == 0
+    text = capsys.readouterr().out
+    assert "allow: matched  [@customers: +4989*]" in text
+    assert "(--pin is not used: this caller is not asked for a PIN)" in text
+    assert "Caller hears: You have reached Ops." in text
