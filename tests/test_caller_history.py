@@ -12,7 +12,7 @@ import asyncpg
 
 from ari_controller.calls.records import AlertOpened, AlertStatusChanged
 from ari_controller.screening.flood import FloodState
-from ari_controller.store.callers import CallerHistory
+from ari_controller.store.callers import StoredCallerHistory as CallerHistory
 from ari_controller.store.statements import apply_record
 from ari_controller.testing.postgres import free_port
 

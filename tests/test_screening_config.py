@@ -48,13 +48,17 @@ def test_a_number_without_screening_is_open_as_before() -> None:
     config = parse_config(base(), "test", ROOT)
     screening = config.numbers[1].screening
     assert screening.block == [] and not screening.allow_only and screening.rate_limit is None
-    assert screening.repeat_calls is not None and screening.repeat_calls.window_minutes == 60
+    assert screening.repeat_calls is None  # off unless asked for
     assert config.country_of(config.numbers[1]) == "DE"
 
 
 def test_patterns_are_normalised_with_the_numbers_country() -> None:
     config = parse_config(
-        base(block=["0171 2345678", "030*"], allow=["@customers"], repeat_calls=None),
+        base(
+            block=["0171 2345678", "030*"],
+            allow=["@customers"],
+            repeat_calls={"window_minutes": 30},
+        ),
         "test",
         ROOT,
     )
@@ -62,7 +66,7 @@ def test_patterns_are_normalised_with_the_numbers_country() -> None:
     assert screening.country == "DE"
     assert screening.block == ["+491712345678", "+4930*"]
     assert config.screening.lists == {"customers": ["+4989*", "+4930999*"]}
-    assert screening.repeat_calls is None
+    assert screening.repeat_calls is not None and screening.repeat_calls.window_minutes == 30
     # A number of another country reads its national forms with its own.
     data = base(country="gb", block=["020 7946 0000"])
     assert parse_config(data, "test", ROOT).numbers[0].screening.block == ["+442079460000"]

@@ -15,8 +15,8 @@ from ari_controller.calls.journal import CallJournal, Clock
 from ari_controller.calls.leg import Leg
 from ari_controller.numbers import Number, Route
 from ari_controller.oncall.plan import CallPlan
+from ari_controller.screening.history import CallerHistory
 from ari_controller.screening.settings import GlobalScreening
-from ari_controller.store.callers import CallerHistory
 
 
 class Prompts(Protocol):

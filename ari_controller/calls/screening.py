@@ -20,8 +20,8 @@ from ari_controller.calls.context import CallContext
 from ari_controller.screening.callerid import CallerId, caller_id
 from ari_controller.screening.decide import Verdict, screen
 from ari_controller.screening.flood import NO_FLOOD, FloodState, next_flood_state
+from ari_controller.screening.history import ArrivalCounts
 from ari_controller.screening.pins import check_pin
-from ari_controller.store.callers import ArrivalCounts
 
 log = structlog.get_logger(__name__)
 

@@ -60,7 +60,7 @@ from ari_controller.numbers import Number, numbered_routes
 from ari_controller.prompts.library import PromptLibrary, media_routes
 from ari_controller.prompts.preview import preview_wav
 from ari_controller.prompts.tts import SpeechEngine
-from ari_controller.store.callers import CallerHistory
+from ari_controller.store.callers import StoredCallerHistory
 from ari_controller.store.unfinished import unfinished_calls
 from ari_controller.store.writer import StoreWriter
 
@@ -257,7 +257,7 @@ class Daemon:
         db_pool = asyncpg.create_pool(
             db.resolved_dsn(), min_size=0, max_size=DB_POOL_SIZE, command_timeout=10
         )
-        controller.history = CallerHistory(db_pool)
+        controller.history = StoredCallerHistory(db_pool)
         alert_engine = AlertEngine(db_pool, lambda: self.config, self.clock)
         # Notification calls: the daemon's own Asterisk rings the people of an alert.
         phone = PhoneNotifier(ari, router, library, db_pool, lambda: self.config, self.clock)

@@ -33,7 +33,7 @@ from ari_controller.calls.unowned import (
 )
 from ari_controller.config import Config
 from ari_controller.numbers import Number
-from ari_controller.store.callers import CallerHistory
+from ari_controller.screening.history import CallerHistory
 
 log = structlog.get_logger(__name__)
 

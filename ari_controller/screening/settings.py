@@ -166,7 +166,9 @@ class ScreeningSettings(BaseModel):
     rate_limit: RateLimit | None = None
     flood: FloodSettings | None = None
     voicemail_only: bool = False
-    repeat_calls: RepeatCalls | None = Field(default_factory=RepeatCalls)
+    # Off unless asked for: many companies call out under one switchboard number, and two
+    # people calling from it about two problems must not share one alert by default.
+    repeat_calls: RepeatCalls | None = None
 
     @model_validator(mode="before")
     @classmethod

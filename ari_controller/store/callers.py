@@ -14,14 +14,13 @@ import asyncio
 import datetime as dt
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import structlog
 
 from ari_controller.screening.flood import NO_FLOOD, FloodState
+from ari_controller.screening.history import ArrivalCounts, FloodStep
 
 log = structlog.get_logger(__name__)
 
@@ -36,21 +35,6 @@ QUERY_TIMEOUT_S = 1.0
 ARRIVALS_KEPT = dt.timedelta(days=1)
 _PRUNE_EVERY = 500
 FLOOD_WINDOW = dt.timedelta(minutes=1)
-
-
-@dataclass(frozen=True, slots=True)
-class ArrivalCounts:
-    """`caller_calls`: calls from this caller on this number within the rate window, this one
-    included; `number_calls`: new calls on the number within the last minute, this one
-    included; `shared`: counted in Postgres (False: in this daemon's memory)."""
-
-    caller_calls: int
-    number_calls: int
-    shared: bool
-
-
-FloodStep = Callable[[FloodState], FloodState]
-"""The flood state machine (pure, `screening.flood`): from the state before, the state now."""
 
 
 class _Memory:
@@ -77,8 +61,9 @@ class _Memory:
         return ArrivalCounts(caller, number, shared=False)
 
 
-class CallerHistory:
-    """Arrivals counted, floods tracked and open alerts found in Postgres (or in memory)."""
+class StoredCallerHistory:
+    """Arrivals counted, floods tracked and open alerts found in Postgres (or in memory):
+    the store's side of `screening.history.CallerHistory`."""
 
     def __init__(self, db: asyncpg.Pool, timeout_s: float = QUERY_TIMEOUT_S) -> None:
         self._db = db
