@@ -63,7 +63,7 @@ def _saying(*wavs: Path, times: int, then_wait: float) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = [{"answer": {}}, {"wait": 1}]
     for _ in range(times):
         for wav in wavs:
-            steps += [{"speak": str(wav)}, {"wait": 2.5}]
+            steps += [{"speak": str(wav)}, {"wait": 4}]
     return [*steps, {"wait": then_wait}, {"hangup": {}}]
 
 
