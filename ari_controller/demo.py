@@ -59,6 +59,7 @@ CALLERS: dict[str, list[Any]] = {
     "demo_press3": [{"answer": {}}, {"wait": 3}, {"dtmf": "3"}, {"wait": 45}, {"hangup": {}}],
     "demo_impatient": [{"answer": {}}, {"wait": 3}, {"dtmf": "1"}, {"wait": 6}, {"hangup": {}}],
     "demo_listen": [{"answer": {}}, {"wait": 90}, {"hangup": {}}],
+    "demo_wait_then_leave": [{"answer": {}}, {"wait": 30}, {"hangup": {}}],
     "demo_message": [
         {"answer": {}},
         {"wait": 6},
@@ -70,14 +71,21 @@ CALLERS: dict[str, list[Any]] = {
 }
 
 
+DEFAULT_CALLER = "Caller <+4930999000>"
+
+
 @dataclass(frozen=True)
 class Scenario:
     title: str
     script: str
     did: str
-    ended: str  # the alert's ended_reason we expect
+    ended: str  # the alert's ended_reason we expect ("screened": turned away, no alert)
     outcomes: list[str] | None = None  # leg outcomes in order, when they are certain
     acknowledged_by: str | None = None
+    caller: str = DEFAULT_CALLER
+    screened: str | None = None  # the screening verdict of a call turned away
+    joins: int | None = None  # a repeat call: the number of the scenario whose alert it joins
+    delay_s: float = 0.0  # placed this long after the one before it
 
 
 SCENARIOS = [
@@ -126,6 +134,34 @@ SCENARIOS = [
         "100",
         "abandoned",
     ),
+    Scenario(
+        "Screening: a premium-rate number on the block list hears why and pages nobody",
+        "demo_listen",
+        "500",
+        "screened",
+        caller="Premium <+49900123456>",
+        screened="blocked",
+    ),
+    Scenario(
+        "A caller for the hotline: a new alert",
+        "demo_wait_then_leave",
+        "500",
+        "connected",
+        ["accepted"],
+        "quinn-quick",
+        caller="Carla <+4930555111>",
+    ),
+    Scenario(
+        "The same caller again while the alert is open: the call joins it",
+        "demo_wait_then_leave",
+        "500",
+        "connected",
+        ["accepted"],
+        "quinn-quick",
+        caller="Carla <+4930555111>",
+        joins=9,
+        delay_s=2.0,
+    ),
 ]
 
 
@@ -165,16 +201,30 @@ def describe(kind: str, data: dict[str, Any]) -> str:
             return f"alert escalated ({data.get('reason')})"
         case "call_ended":
             return f"call ended: {data.get('reason')}"
+        case "screening":
+            found = [
+                f"{step['check']} {step['outcome']}"
+                for step in data.get("steps", [])
+                if step.get("outcome") not in ("off", "no_match")
+            ]
+            return f"screened: {data.get('action')} ({', '.join(found)})"
+        case "repeat_call":
+            return "a repeat call: it joins the caller's open alert"
         case _:
             extra = ", ".join(f"{k}={v}" for k, v in data.items() if v is not None)
             return f"{kind.replace('_', ' ')}{': ' + extra if extra else ''}"
 
 
-def check(scenario: Scenario, alert: dict[str, Any]) -> list[str]:
+def call_of(alert: dict[str, Any], channel: str) -> dict[str, Any]:
+    """The call on the alert whose caller was on `channel` (a repeat call is not the first)."""
+    return next(c for c in alert["calls"] if c["caller_channel_id"] == channel)
+
+
+def check(scenario: Scenario, alert: dict[str, Any], channel: str) -> list[str]:
     problems = []
     if alert["ended_reason"] != scenario.ended:
         problems.append(f"ended {alert['ended_reason']}, expected {scenario.ended}")
-    outcomes = [leg["outcome"] for leg in alert["calls"][0]["legs"]]
+    outcomes = [leg["outcome"] for leg in call_of(alert, channel)["legs"]]
     if scenario.outcomes is not None and outcomes != scenario.outcomes:
         problems.append(f"legs {outcomes}, expected {scenario.outcomes}")
     expected_by = scenario.acknowledged_by
@@ -185,9 +235,11 @@ def check(scenario: Scenario, alert: dict[str, Any]) -> list[str]:
     return problems
 
 
-def print_call(n: int, scenario: Scenario, alert: dict[str, Any], heard: list[str]) -> None:
+def print_call(
+    n: int, scenario: Scenario, alert: dict[str, Any], channel: str, heard: list[str]
+) -> None:
     print(f"\n{n}. {scenario.title}  (times as the caller lives them)")
-    timeline = alert["calls"][0]["timeline"]
+    timeline = call_of(alert, channel)["timeline"]
     start: dt.datetime = timeline[0]["at"]
     for entry in timeline:
         offset = (entry["at"] - start).total_seconds() * TIME_SCALE
@@ -236,10 +288,13 @@ async def run_demo(work_dir: Path, *, serve: bool = False) -> int:
                 acknowledged = await acknowledging
                 await wait_deliveries_done(postgres.dsn, receivers, ALERTS_LIMIT_S)
                 alerts = await stack.alerts()
+                screened = await screened_calls(postgres.dsn)
                 leftovers = stack.leftovers()
                 heard = {channel: stack.heard(channel) for channel in channels}
                 if serve:
-                    failures = report(alerts, channels, heard, acknowledged, receivers, leftovers)
+                    failures = report(
+                        alerts, screened, channels, heard, acknowledged, receivers, leftovers
+                    )
                     print(
                         f"\nDemo calls done in {time.monotonic() - started:.0f} s:"
                         f" {verdict(failures)}."
@@ -250,7 +305,7 @@ async def run_demo(work_dir: Path, *, serve: bool = False) -> int:
     if serve:
         print("Stopped: everything the demo started is stopped.")
         return 0 if not failures else 1
-    failures = report(alerts, channels, heard, acknowledged, receivers, leftovers)
+    failures = report(alerts, screened, channels, heard, acknowledged, receivers, leftovers)
     seconds = time.monotonic() - started
     print(
         f"\nDemo finished in {seconds:.0f} s: {verdict(failures)}."
@@ -263,8 +318,25 @@ def verdict(failures: int) -> str:
     return "every call ended as expected" if not failures else f"{failures} problem(s)"
 
 
+def report_screened(
+    n: int, scenario: Scenario, row: dict[str, Any] | None, heard: list[str]
+) -> int:
+    """A call screening turned away: its verdict and rule; returns the problems found."""
+    print(f"\n{n}. {scenario.title}")
+    if row is None:
+        print("   NOT ON RECORD as a screened call")
+        return 1
+    print(f"   caller {row['caller_key']}: {row['verdict']} ({row['rule']}); no alert, no page")
+    print("   caller heard: " + " / ".join(f'"{text}"' for text in heard))
+    if row["verdict"] != scenario.screened:
+        print(f"   UNEXPECTED: {row['verdict']}, expected {scenario.screened}")
+        return 1
+    return 0
+
+
 def report(
     alerts: list[dict[str, Any]],
+    screened: list[dict[str, Any]],
     channels: list[str],
     heard: dict[str, list[str]],
     acknowledged: Any,
@@ -272,19 +344,32 @@ def report(
     leftovers: dict[str, Any],
 ) -> int:
     """Prints each call, the alerts and what was received; returns the problems found."""
-    by_channel = {a["calls"][0]["caller_channel_id"]: a for a in alerts}
+    by_channel = {c["caller_channel_id"]: a for a in alerts for c in a["calls"]}
+    turned_away = {row["caller_channel_id"]: row for row in screened}
     failures = 0
     for n, (scenario, channel) in enumerate(zip(SCENARIOS, channels, strict=True), 1):
+        if scenario.screened is not None:
+            failures += report_screened(n, scenario, turned_away.get(channel), heard[channel])
+            if channel in by_channel:
+                print("   UNEXPECTED: an alert was opened for a caller turned away")
+                failures += 1
+            continue
         alert = by_channel.get(channel)
         if alert is None:
             print(f"\n{n}. {scenario.title}\n   NO ALERT RECORDED")
             failures += 1
             continue
-        print_call(n, scenario, alert, heard[channel])
-        for problem in check(scenario, alert):
+        print_call(n, scenario, alert, channel, heard[channel])
+        problems = check(scenario, alert, channel)
+        if scenario.joins is not None:
+            first = by_channel.get(channels[scenario.joins - 1])
+            if first is None or first["id"] != alert["id"]:
+                problems.append(f"did not join the alert of call {scenario.joins}")
+        for problem in problems:
             print(f"   UNEXPECTED: {problem}")
             failures += 1
-    print_alerts([by_channel[c] for c in channels if c in by_channel])
+    shown = {a["id"]: a for c in channels if (a := by_channel.get(c)) is not None}
+    print_alerts(list(shown.values()))
     if acknowledged is None:
         print("\n   UNEXPECTED: the night desk's voicemail alert was not acknowledged via the API")
         failures += 1
@@ -367,9 +452,19 @@ def with_mail_server(config: Config, port: int) -> Config:
 async def place_all(stack: Stack) -> list[str]:
     channels = []
     for scenario in SCENARIOS:
-        channels.append(await stack.place_call(scenario.script, scenario.did))
+        await asyncio.sleep(scenario.delay_s)  # a repeat call: once the first has its alert
+        channels.append(await stack.place_call(scenario.script, scenario.did, scenario.caller))
         await asyncio.sleep(0.05)  # keeps the calls' timelines apart in the alert list
     return channels
+
+
+async def screened_calls(dsn: str) -> list[dict[str, Any]]:
+    """The calls screening turned away, as Postgres has them."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        return [dict(row) for row in await conn.fetch("SELECT * FROM screened_calls")]
+    finally:
+        await conn.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

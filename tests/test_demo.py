@@ -30,6 +30,10 @@ async def test_demo_runs_every_path(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "Acknowledged by key 4 on a notification call" in out
     assert "to olga@example.com: [Acme After Hours] Voicemail" in out
     assert "attached: voicemail-" in out
+    # ... and screening: a blocked caller on record without an alert, a repeat call that
+    # joined the alert of the call before it (the demo checks both and fails otherwise).
+    assert "blocked (+49900*); no alert, no page" in out
+    assert "a repeat call: it joins the caller's open alert" in out
 
 
 def test_an_unexpected_ending_is_reported() -> None:
@@ -38,8 +42,8 @@ def test_an_unexpected_ending_is_reported() -> None:
         "ended_reason": "connected",
         "acknowledged_by": "x",
         "voicemail": None,
-        "calls": [{"legs": [{"outcome": "accepted"}]}],
+        "calls": [{"caller_channel_id": "c1", "legs": [{"outcome": "accepted"}]}],
     }
-    problems = demo.check(scenario, alert)
+    problems = demo.check(scenario, alert, "c1")
     assert any("expected nobody_available" in p for p in problems)
     assert any("expected ['busy']" in p for p in problems)
