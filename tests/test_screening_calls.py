@@ -176,6 +176,7 @@ async def test_an_ordinary_caller_gets_through_with_the_screening_on_the_timelin
 ) -> None:
     await _call(stack, "hold_on", "+4930600", ANNA)  # dialled in E.164, configured as 030 600
     [alert] = await stack.alerts()
+    assert alert["number_did"] == "030 600"  # the number as configured: the console finds it
     kinds = dict(_timeline(alert["calls"][0]))
     assert kinds["screening"]["action"] == "menu"
     checks = [step["check"] for step in kinds["screening"]["steps"]]

@@ -127,10 +127,14 @@ class Controller:
             self._side(turn_away_unknown_number(caller, arrival.did, prompt))
             return
         call_id = str(uuid.uuid4())
+        if arrival.did != number.did:
+            log.info("number_dialled_in_another_form", dialled=arrival.did, did=number.did)
         alert = AlertSummary(
             alert_id=str(uuid.uuid4()),
             call_id=call_id,
-            did=arrival.did,
+            # The number as configured, whatever form the trunk sent it in (030..., +4930...):
+            # alerts, the console and repeat calls find a number's calls by it.
+            did=number.did,
             number_name=number.name,
             caller_id=arrival.caller_id,
             caller_channel=caller.id,
