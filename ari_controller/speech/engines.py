@@ -5,13 +5,15 @@ timeout, never on the event loop. An engine is chosen by name (`numbers[].speech
 `register_engine` adds another (e.g. one whose model is installed on this machine).
 
 PocketSphinx (the `pocketsphinx` wheel, which carries the US-English model) decodes the
-utterance once with a grammar of the vocabulary's phrases and other words: ~350 common English
-words and the dictionary's words that sound like the phrases ("contain" for "continue"). If
-one of the other words fits best, the caller said something else: nothing is chosen. If a
-phrase fits best, its confidence is how well it fits its own phones compared with a free phone
-loop over the same frames (a word really said fits about as well as the best phone sequence
-does): a log-likelihood ratio per frame, mapped to [0, 1] by a logistic calibrated on
-synthesized voices (docs/speech.md).
+utterance once with a bigram language model that allows exactly one of the vocabulary's
+phrases or other words (~350 common English words and the dictionary's words that sound like
+the phrases: "contain" for "continue", "building" for "billing"), with an optional carrier
+prefix ("I need") and suffix ("please"). Without the carrier words, what was heard must be
+exactly one phrase, or the caller said something else and nothing is chosen. The phrase is
+then aligned again among the phrases alone, and its confidence is how well it fits its own
+phones compared with a free phone loop over the same frames (a word really said fits about
+as well as the best phone sequence does): a log-likelihood ratio per frame, mapped to [0, 1]
+by a logistic calibrated on synthesized voices (docs/speech.md).
 """
 
 from __future__ import annotations
@@ -19,17 +21,24 @@ from __future__ import annotations
 import array
 import asyncio
 import hashlib
+import itertools
 import math
 import re
+import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from ari_controller.prompts.audio import Pcm, read_wav, resample
 from ari_controller.speech.distractors import ENGLISH
-from ari_controller.speech.vocabulary import Recognition, Vocabulary
+from ari_controller.speech.vocabulary import (
+    Recognition,
+    Vocabulary,
+    accept_vocabulary,
+    confirm_vocabulary,
+)
 
 __all__ = [
     "ENGINES",
@@ -119,6 +128,7 @@ def has_speech(pcm: Pcm) -> bool:
 # --- PocketSphinx ------------------------------------------------------------------------------
 
 _DECODE_RATE = 16000  # the bundled acoustic model's rate; phone audio (8 kHz) is upsampled
+_FRAMES_PER_SECOND = 100  # PocketSphinx's frame rate (10 ms frames)
 _FILLERS = frozenset({"<s>", "</s>", "<sil>", "[NOISE]", "[SPEECH]"})
 # Below e^-745 a double is 0: a very long word's density underflows; count it as a bad fit.
 _LOG_FLOOR = -745.0
@@ -129,13 +139,26 @@ _LOG_FLOOR = -745.0
 _PHONE_MIDPOINT = -4.0
 _PHONE_SLOPE = 2.0
 _MAX_DECODERS = 2
-# Sound-alikes: dictionary words within this share of a phrase's phones (edit distance), but
-# not within two phones: closer ones are the phrase itself to a caller ("payment",
-# "peyman" for "payments"), and this model cannot tell them apart.
+# The phone loop runs over the phrase's frames and this much either side.
+_PHONE_MARGIN_S: float | None = 0.2
+# Sound-alikes: dictionary words within this share of a phrase's phones (edit distance)
+# compete with it, from one phone away ("building" for "billing", "netware" for "network"):
+# on the phone band a caller's near word must lose to what it really is, not be taken for
+# the phrase. Only the phrase's own forms stay out: a pronunciation that starts with the
+# phrase's (or the phrase's with it) and differs by at most _OWN_FORM_PHONES at the end
+# ("payment", "continued"); "data" (three phones short of "database") competes.
 _ALIKE_SHARE = 0.4
-_ALIKE_MIN_DISTANCE = 3
+_ALIKE_FLOOR = 3  # the search reaches at least this far for short phrases
+_ALIKE_MIN_DISTANCE = 1
+_OWN_FORM_PHONES = 2
 _ALIKES_PER_PHRASE = 40
 _PLAIN_WORD = re.compile(r"[a-z]+")
+
+# Words said around a phrase in a short sentence ("I need billing", "billing please"): one
+# optional prefix, one optional suffix (English only).
+PREFIXES = ("i need", "i want", "i would like", "i'd like", "give me", "please")
+SUFFIXES = ("please", "thanks", "thank you")
+CARRIER_WORDS = frozenset(w for c in (*PREFIXES, *SUFFIXES) for w in c.split())
 
 
 def _ln(density: float) -> float:
@@ -147,16 +170,16 @@ def _word(name: str) -> str:
     return name.split("(", 1)[0]
 
 
-def _grammar(phrases: Iterable[str]) -> str:
-    alternatives = " | ".join(f"( {phrase} )" for phrase in sorted(set(phrases)))
-    return f"#JSGF V1.0;\ngrammar said;\npublic <said> = {alternatives} ;\n"
+def _said(segments: Iterable[Any]) -> str:
+    return " ".join(_word(s.word) for s in segments)
 
 
 def _logistic(value: float, midpoint: float, slope: float) -> float:
     return 1.0 / (1.0 + math.exp(-slope * (value - midpoint)))
 
 
-def _default_model_dir() -> Path:
+def default_model_dir() -> Path:
+    """The US-English model the pocketsphinx wheel carries."""
     try:
         import pocketsphinx  # type: ignore[import-untyped]
     except ImportError as exc:  # pragma: no cover - the wheel is a dependency
@@ -164,33 +187,214 @@ def _default_model_dir() -> Path:
     return Path(pocketsphinx.__file__).parent / "model" / "en-us"
 
 
+def sound_alikes(
+    known: Mapping[str, Sequence[str]],
+    phrases: Iterable[str],
+    min_distance: int = _ALIKE_MIN_DISTANCE,
+    per_phrase: int = _ALIKES_PER_PHRASE,
+) -> tuple[str, ...]:
+    """Dictionary words a caller could mean instead of one of the phrases: up to `per_phrase`
+    a phrase, closest first, at least `min_distance` phones away, never the phrase's own forms.
+    `known` holds each word's pronunciations, a phone per character (`pronunciations`)."""
+    from rapidfuzz import process
+    from rapidfuzz.distance import Levenshtein
+
+    key = sorted(set(phrases))
+    words = [word for word in known if _PLAIN_WORD.fullmatch(word)]
+    choices = [known[word][0] for word in words]
+    said = {word for phrase in key for word in phrase.split()}
+    alikes: dict[str, None] = {}
+    for phrase in key:
+        if not all(word in known for word in phrase.split()):
+            continue
+        spelled = "".join(known[word][0] for word in phrase.split())
+        limit = max(_ALIKE_FLOOR, round(_ALIKE_SHARE * len(spelled)))
+        close = process.extract(
+            spelled, choices, scorer=Levenshtein.distance, score_cutoff=limit, limit=None
+        )
+        # Closest first; among equals, words that start and last like the phrase.
+        close.sort(
+            key=lambda match: (
+                match[1],
+                match[0][:1] != spelled[:1],
+                abs(len(match[0]) - len(spelled)),
+                words[match[2]],
+            )
+        )
+        taken = 0
+        for _, distance, index in close:
+            word = words[index]
+            if distance < min_distance or word in said:
+                continue
+            # The phrase with an ending ("continued") or without one ("payment"): to a
+            # caller, the phrase itself.
+            if any(
+                (spoken.startswith(spelled) or spelled.startswith(spoken))
+                and abs(len(spoken) - len(spelled)) <= _OWN_FORM_PHONES
+                for spoken in known[word]
+            ):
+                continue
+            alikes[word] = None
+            taken += 1
+            if taken == per_phrase:
+                break
+    return tuple(alikes)
+
+
+def carrier_lm(
+    items: Iterable[str], prefixes: Sequence[str] = PREFIXES, suffixes: Sequence[str] = SUFFIXES
+) -> str:
+    """ARPA text of a bigram model that allows exactly: [a prefix] one item [a suffix].
+    Every other word pair backs off with weight -99 (never), so the tree search is as strict
+    as a grammar of the same sentences, and far cheaper than the grammar search over a few
+    hundred alternatives between optional carrier words."""
+    follows: dict[str, set[str]] = {}
+
+    def chain(words: list[str], before: Iterable[str], after: Iterable[str]) -> None:
+        for word in before:
+            follows.setdefault(word, set()).add(words[0])
+        for first, second in itertools.pairwise(words):
+            follows.setdefault(first, set()).add(second)
+        follows.setdefault(words[-1], set()).update(after)
+
+    items = sorted(set(items))
+    entries = {item.split()[0] for item in items}
+    exits = {item.split()[-1] for item in items}
+    suffix_starts = {suffix.split()[0] for suffix in suffixes}
+    for item in items:
+        chain(item.split(), ["<s>"], ["</s>", *suffix_starts])
+    for prefix in prefixes:
+        chain(prefix.split(), ["<s>"], entries)
+    for suffix in suffixes:
+        chain(suffix.split(), exits, ["</s>"])
+    vocabulary = sorted({w for after in follows.values() for w in after} | set(follows))
+    vocabulary = [w for w in vocabulary if w not in ("<s>", "</s>")]
+    unigram = -math.log10(len(vocabulary) + 1)
+    pairs = [
+        f"{-math.log10(len(after)):.4f} {word} {following}"
+        for word, after in sorted(follows.items())
+        for following in sorted(after)
+    ]
+    lines = ["\\data\\", f"ngram 1={len(vocabulary) + 2}", f"ngram 2={len(pairs)}", ""]
+    lines += ["\\1-grams:", "-99.0 <s> -99.0", f"{unigram:.4f} </s> -99.0"]
+    lines += [f"{unigram:.4f} {w} -99.0" for w in vocabulary]
+    lines += ["", "\\2-grams:", *pairs, "", "\\end\\", ""]
+    return "\n".join(lines)
+
+
+def carrier_grammar(
+    phrases: Iterable[str], prefixes: Sequence[str] = PREFIXES, suffixes: Sequence[str] = SUFFIXES
+) -> str:
+    """The same sentences as a JSGF grammar (for aligning among a few phrases)."""
+    alternatives = " | ".join(f"( {phrase} )" for phrase in sorted(set(phrases)))
+    rules = ""
+    said = f"( {alternatives} )"
+    if prefixes:
+        rules += f"<pre> = {' | '.join(prefixes)} ;\n"
+        said = f"[ <pre> ] {said}"
+    if suffixes:
+        rules += f"<post> = {' | '.join(suffixes)} ;\n"
+        said = f"{said} [ <post> ]"
+    return f"#JSGF V1.0;\ngrammar said;\n{rules}public <said> = {said} ;\n"
+
+
+def strip_carriers(
+    segments: Sequence[Any], prefixes: Sequence[str] = PREFIXES, suffixes: Sequence[str] = SUFFIXES
+) -> list[Any]:
+    """The words without one carrier prefix and one carrier suffix around them (never all
+    of them: "please" alone stays "please")."""
+    words = list(segments)
+    names = [_word(s.word) for s in words]
+    for prefix in sorted(prefixes, key=len, reverse=True):
+        said = prefix.split()
+        if names[: len(said)] == said and len(names) > len(said):
+            words, names = words[len(said) :], names[len(said) :]
+            break
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        said = suffix.split()
+        if names[-len(said) :] == said and len(names) > len(said):
+            words = words[: -len(said)]
+            break
+    return words
+
+
+def phone_llr(words: Sequence[Any], phones: Sequence[Any], offset: int = 0) -> float:
+    """How well the words fit their own phones against a free phone loop over the same
+    frames, per frame (the phone loop's segments start at frame `offset` of the words')."""
+    first: int = words[0].start_frame
+    last: int = words[-1].end_frame
+    free_score = 0.0
+    for s in phones:
+        start, end = s.start_frame + offset, s.end_frame + offset
+        overlap = min(last, end) - max(first, start) + 1
+        if overlap > 0:
+            free_score += _ln(s.ascore) * overlap / (end - start + 1)
+    said_score = sum(_ln(s.ascore) for s in words)
+    return (said_score - free_score) / (last - first + 1)
+
+
+@dataclass(frozen=True)
+class _Searches:
+    """A vocabulary's two searches: the wide one (its phrases among other words, carrier
+    words around them) and the narrow one (the phrases alone, with the carriers)."""
+
+    phrases: tuple[str, ...]
+    others: tuple[str, ...]  # the words that compete with them
+    wide: tuple[str, str]  # (name, ARPA text)
+    narrow: tuple[str, str]  # (name, JSGF text)
+
+
 @dataclass
 class _Decoder:
     decoder: Any
-    grammars: set[str] = field(default_factory=set)
+    searches: set[str] = field(default_factory=set)
 
 
 class PocketSphinxEngine:
-    """PocketSphinx with a grammar per vocabulary; thread-safe through a small decoder pool."""
+    """PocketSphinx with a language model and a grammar per vocabulary; thread-safe through
+    a small decoder pool.
 
-    def __init__(self, model_dir: Path | None = None, language: str = "en") -> None:
-        self.model_dir = model_dir or _default_model_dir()
+    The keyword arguments are for measuring variants (bench/phoneband): the product uses
+    the defaults."""
+
+    def __init__(
+        self,
+        model_dir: Path | None = None,
+        language: str = "en",
+        *,
+        sample_rate: int = _DECODE_RATE,
+        decoder_options: Mapping[str, Any] | None = None,
+        alike_min_distance: int = _ALIKE_MIN_DISTANCE,
+        alikes_per_phrase: int = _ALIKES_PER_PHRASE,
+        carriers: bool = True,
+        phone_margin_s: float | None = _PHONE_MARGIN_S,
+    ) -> None:
+        self.model_dir = model_dir or default_model_dir()
         self.language = language
         acoustic = self.model_dir / self.model_dir.name
         dictionary = next(iter(sorted(self.model_dir.glob("*.dict"))), None)
         if not acoustic.is_dir() or dictionary is None:
             raise SpeechUnavailable(f"no PocketSphinx model in {self.model_dir}")
-        self._acoustic = acoustic
-        self._dictionary = dictionary
+        self.acoustic = acoustic
+        self.dictionary = dictionary
         phone_lms = sorted(self.model_dir.glob("*-phone.lm.bin"))
         if not phone_lms:
             raise SpeechUnavailable(f"no phone language model in {self.model_dir}")
         self._phone_lm = phone_lms[0]
+        self.sample_rate = sample_rate
+        self.decoder_options = dict(decoder_options or {})
+        self.alike_min_distance = alike_min_distance
+        self.alikes_per_phrase = alikes_per_phrase
+        english = language.lower().startswith("en")
+        self.prefixes = PREFIXES if carriers and english else ()
+        self.suffixes = SUFFIXES if carriers and english else ()
+        self.phone_margin_s = phone_margin_s
         self._free: list[_Decoder] = []
         self._lock = threading.Lock()
         self._available = threading.Semaphore(_MAX_DECODERS)
         self._pronunciations: dict[str, list[str]] | None = None
         self._alikes: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self._searches: dict[tuple[str, ...], _Searches] = {}
 
     @property
     def name(self) -> str:
@@ -203,11 +407,12 @@ class PocketSphinxEngine:
         from pocketsphinx import Decoder
 
         decoder = Decoder(
-            hmm=str(self._acoustic),
-            dict=str(self._dictionary),
+            hmm=str(self.acoustic),
+            dict=str(self.dictionary),
             lm=None,
-            samprate=_DECODE_RATE,
+            samprate=self.sample_rate,
             loglevel="FATAL",
+            **self.decoder_options,
         )
         decoder.add_allphone_file("phones", str(self._phone_lm))
         return _Decoder(decoder)
@@ -229,16 +434,23 @@ class PocketSphinxEngine:
         self._available.release()
 
     def warm_up(self) -> None:
-        """Load the model and the dictionary now, not during the first call."""
-        self._give_back(self._borrow())
-        self.pronunciations()
+        """Load the model and the dictionary now, not during the first call, and the searches
+        of the vocabularies every number of the language has ("continue", yes and no)."""
+        held = self._borrow()
+        try:
+            for vocabulary in (accept_vocabulary(self.language), confirm_vocabulary(self.language)):
+                phrases = self._usable(vocabulary)
+                if phrases:
+                    self._load(held, self._prepared(phrases))
+        finally:
+            self._give_back(held)
 
     def pronunciations(self) -> dict[str, list[str]]:
         """Each dictionary word's pronunciations, a phone per character (for edit distances)."""
         if self._pronunciations is None:
             phones: dict[str, str] = {}
             found: dict[str, list[str]] = {}
-            with self._dictionary.open(encoding="utf-8", errors="replace") as lines:
+            with self.dictionary.open(encoding="utf-8", errors="replace") as lines:
                 for line in lines:
                     head, *said = line.split() or [""]
                     if head and said:
@@ -251,49 +463,13 @@ class PocketSphinxEngine:
 
     def sound_alikes(self, phrases: Iterable[str]) -> tuple[str, ...]:
         """Dictionary words a caller could mean instead of one of the phrases."""
-        from rapidfuzz import process
-        from rapidfuzz.distance import Levenshtein
-
         key = tuple(sorted(set(phrases)))
         with self._lock:
             if key in self._alikes:
                 return self._alikes[key]
-        known = self.pronunciations()
-        words = [word for word in known if _PLAIN_WORD.fullmatch(word)]
-        choices = [known[word][0] for word in words]
-        said = {word for phrase in key for word in phrase.split()}
-        alikes: dict[str, None] = {}
-        for phrase in key:
-            if not all(word in known for word in phrase.split()):
-                continue
-            spelled = "".join(known[word][0] for word in phrase.split())
-            limit = max(_ALIKE_MIN_DISTANCE, round(_ALIKE_SHARE * len(spelled)))
-            close = process.extract(
-                spelled, choices, scorer=Levenshtein.distance, score_cutoff=limit, limit=None
-            )
-            # Closest first; among equals, words that start and last like the phrase.
-            close.sort(
-                key=lambda match: (
-                    match[1],
-                    match[0][:1] != spelled[:1],
-                    abs(len(match[0]) - len(spelled)),
-                    words[match[2]],
-                )
-            )
-            taken = 0
-            for _, distance, index in close:
-                word = words[index]
-                # Too close to tell apart, the phrase itself, or the phrase with an ending
-                # ("continued"): to a caller, all of them mean the phrase.
-                if distance < _ALIKE_MIN_DISTANCE or word in said:
-                    continue
-                if any(spoken.startswith(spelled) for spoken in known[word]):
-                    continue
-                alikes[word] = None
-                taken += 1
-                if taken == _ALIKES_PER_PHRASE:
-                    break
-        result = tuple(alikes)
+        result = sound_alikes(
+            self.pronunciations(), key, self.alike_min_distance, self.alikes_per_phrase
+        )
         with self._lock:
             self._alikes[key] = result
         return result
@@ -302,9 +478,50 @@ class PocketSphinxEngine:
         known = self.pronunciations()
         return {word for word in vocabulary.words() if word not in known}
 
-    def _usable(self, vocabulary: Vocabulary) -> list[str]:
+    def _usable(self, vocabulary: Vocabulary) -> tuple[str, ...]:
         known = self.pronunciations()
-        return [p for p in vocabulary.phrases if all(w in known for w in p.split())]
+        return tuple(p for p in vocabulary.phrases if all(w in known for w in p.split()))
+
+    def _prepared(self, phrases: tuple[str, ...]) -> _Searches:
+        """The vocabulary's searches as text (built once per vocabulary, then cached)."""
+        key = tuple(sorted(set(phrases)))
+        with self._lock:
+            if key in self._searches:
+                return self._searches[key]
+        known = self.pronunciations()
+        said_words = {w for p in key for w in p.split()}
+        carriers = {w for c in (*self.prefixes, *self.suffixes) for w in c.split()}
+        others = [
+            w
+            for w in dict.fromkeys((*ENGLISH, *self.sound_alikes(key), *sorted(carriers)))
+            if w not in said_words and w in known
+        ]
+        wide = carrier_lm([*key, *others], self.prefixes, self.suffixes)
+        narrow = carrier_grammar(key, self.prefixes, self.suffixes)
+        searches = _Searches(
+            key,
+            tuple(others),
+            ("l" + hashlib.sha1(wide.encode()).hexdigest()[:16], wide),
+            ("g" + hashlib.sha1(narrow.encode()).hexdigest()[:16], narrow),
+        )
+        with self._lock:
+            self._searches[key] = searches
+        return searches
+
+    @staticmethod
+    def _load(held: _Decoder, searches: _Searches) -> None:
+        """The vocabulary's searches in this decoder (each decoder loads them once)."""
+        name, text = searches.wide
+        if name not in held.searches:
+            with tempfile.TemporaryDirectory(prefix="ari-lm-") as folder:
+                path = Path(folder) / f"{name}.arpa"
+                path.write_text(text, encoding="utf-8")
+                held.decoder.add_lm_file(name, str(path))
+            held.searches.add(name)
+        name, text = searches.narrow
+        if name not in held.searches:
+            held.decoder.add_jsgf_string(name, text)
+            held.searches.add(name)
 
     def recognize(self, pcm: Pcm, vocabulary: Vocabulary) -> Recognition:
         spoken = around_speech(pcm)
@@ -313,55 +530,69 @@ class PocketSphinxEngine:
         phrases = self._usable(vocabulary)
         if not phrases:
             return Recognition(None, 0.0, True, "no phrase the engine knows")
-        said_words = {w for p in phrases for w in p.split()}
-        known = self.pronunciations()
-        others = [
-            w
-            for w in dict.fromkeys((*ENGLISH, *self.sound_alikes(phrases)))
-            if w not in said_words and w in known
-        ]
-        audio = resample(spoken, _DECODE_RATE).samples
+        searches = self._prepared(phrases)
+        audio = self._front_end(spoken)
         held = self._borrow()
         try:
-            # One search over the phrases and the other words: whichever fits best was said.
-            segments = self._decode_with(held, _grammar([*phrases, *others]), audio)
-            heard = " ".join(_word(s.word) for s in segments if s.word not in _FILLERS)
+            self._load(held, searches)
+            # One search over the phrases and the other words, carrier words allowed around
+            # them: whichever fits best was said, and without the carriers it must be
+            # exactly one phrase.
+            words = self._words(self._wide_search(held, searches, audio))
+            heard = _said(words)
             if heard not in phrases:
                 return Recognition(None, 0.0, True, f"heard {heard or 'nothing'!r}")
             # How well it fits: aligned again among the phrases alone, as the wide search
             # prunes paths early and leaves a rougher alignment.
-            segments = self._decode_with(held, _grammar(phrases), audio)
-            words = [s for s in segments if s.word not in _FILLERS]
-            if " ".join(_word(s.word) for s in words) != heard:
+            held.decoder.activate_search(searches.narrow[0])
+            words = self._words(self._decode(held.decoder, audio))
+            if _said(words) != heard:
                 return Recognition(None, 0.0, True, f"heard {heard!r}, then not again")
-            first, last = words[0].start_frame, words[-1].end_frame
-            held.decoder.activate_search("phones")
-            phones = self._decode(held.decoder, audio)
+            phones, offset = self._phone_loop(held, audio, words)
         finally:
             self._give_back(held)
-        free_score = 0.0
-        for s in phones:
-            overlap = min(last, s.end_frame) - max(first, s.start_frame) + 1
-            if overlap > 0:
-                free_score += _ln(s.ascore) * overlap / (s.end_frame - s.start_frame + 1)
-        said_score = sum(_ln(s.ascore) for s in words)
-        phone_llr = (said_score - free_score) / (last - first + 1)
-        confidence = _logistic(phone_llr, _PHONE_MIDPOINT, _PHONE_SLOPE)
-        detail = f"phones {phone_llr:+.2f}/frame"
+        llr = phone_llr(words, phones, offset)
+        confidence = _logistic(llr, _PHONE_MIDPOINT, _PHONE_SLOPE)
         return Recognition(
-            heard, round(confidence, 3), True, detail, (("phones", round(phone_llr, 3)),)
+            heard,
+            round(confidence, 3),
+            True,
+            f"phones {llr:+.2f}/frame",
+            (("phones", round(llr, 3)),),
         )
 
-    def _decode_with(self, held: _Decoder, grammar: str, audio: bytes) -> list[Any]:
-        key = "g" + hashlib.sha1(grammar.encode()).hexdigest()[:16]
-        if key not in held.grammars:
-            held.decoder.add_jsgf_string(key, grammar)
-            held.grammars.add(key)
-        held.decoder.activate_search(key)
+    def _words(self, segments: Iterable[Any]) -> list[Any]:
+        """The words of a search's result without fillers and carrier words."""
+        said = [s for s in segments if s.word not in _FILLERS]
+        return strip_carriers(said, self.prefixes, self.suffixes)
+
+    def _front_end(self, spoken: Pcm) -> bytes:
+        """The audio as the decoder takes it (phone audio upsampled to the model's rate)."""
+        return resample(spoken, self.sample_rate).samples
+
+    def _wide_search(self, held: _Decoder, searches: _Searches, audio: bytes) -> list[Any]:
+        held.decoder.activate_search(searches.wide[0])
         return self._decode(held.decoder, audio)
 
-    @staticmethod
-    def _decode(decoder: Any, audio: bytes) -> list[Any]:
+    def _phone_loop(
+        self, held: _Decoder, audio: bytes, words: Sequence[Any]
+    ) -> tuple[list[Any], int]:
+        """The free phone loop over the words' frames and a margin either side (the rest of
+        the utterance cannot change the score over the words, and costs time); its
+        segments, and the frame they start at."""
+        held.decoder.activate_search("phones")
+        if self.phone_margin_s is None:
+            return self._decode(held.decoder, audio), 0
+        margin = round(self.phone_margin_s * _FRAMES_PER_SECOND)
+        start = max(0, words[0].start_frame - margin)
+        end = words[-1].end_frame + 1 + margin
+        step = 2 * self.sample_rate // _FRAMES_PER_SECOND  # bytes per frame
+        return self._decode(held.decoder, audio[start * step : end * step]), start
+
+    def _decode(self, decoder: Any, audio: bytes) -> list[Any]:
+        # The front end's state (its noise estimate, the cepstral mean) would otherwise carry
+        # over from the decoder's last utterance, another caller's: each search starts anew.
+        decoder.reinit_feat()
         decoder.start_utt()
         decoder.process_raw(audio, full_utt=True)
         decoder.end_utt()
