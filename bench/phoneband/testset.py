@@ -372,6 +372,77 @@ def generate(
     return folder, clips
 
 
+# --- a small fixed subset, for the test suite ---------------------------------------------------
+
+SUBSET_VERSION = 1
+
+
+def subset_picks() -> tuple[tuple[int, int], ...]:
+    """(phrase, render) pairs of the test split's joe clips: every phrase of the set, route
+    words twice (a fast and a slow rendering), everything else once, "continue" four times,
+    "yes" and "no" three times each; the renderings chosen in turn, so all speeds occur."""
+    picks: list[tuple[int, int]] = []
+    for number, phrase in enumerate(PHRASES):
+        if phrase.category == "route":
+            renders = [number % 3, 3 + number % 3]
+        elif phrase.category == "continue":
+            renders = [0, 4, 9, 14]
+        elif phrase.category == "yes/no":
+            renders = [1, 4, 7]
+        else:
+            renders = [number % phrase.renders]
+        picks += [(number, render) for render in renders]
+    return tuple(picks)
+
+
+def generate_subset(
+    picks: tuple[tuple[int, int], ...] | None = None, quiet: bool = True
+) -> tuple[Path, list[Clip]]:
+    """Render some of the test split's joe clips alone (cached under build/phoneband/). Each
+    has its clip's phrase, speed, piper settings and line draws; piper's internal noise comes
+    from its own seeded sequence in the subset's order, so a clip sounds like, not exactly
+    as, the same clip of the whole set (rendering that takes 40 s)."""
+    picks = subset_picks() if picks is None else picks
+    recipe = json.dumps([definition("test"), SUBSET_VERSION, picks], sort_keys=True)
+    folder = BUILD / f"subset-{hashlib.sha1(recipe.encode()).hexdigest()[:12]}"
+    manifest = folder / "manifest.json"
+    if manifest.is_file():
+        rows = json.loads(manifest.read_text(encoding="utf-8"))["clips"]
+        return folder, [Clip(**row) for row in rows]
+    from piper import SynthesisConfig  # type: ignore[import-untyped]
+
+    started = time.monotonic()
+    seed = _seed("test")
+    joe = _piper(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    clips: list[Clip] = []
+    for phrase_no, render in picks:
+        phrase = PHRASES[phrase_no]
+        renders = list(
+            _joe_renders(
+                phrase.renders, lambda r, p=phrase_no: np.random.default_rng([seed, 0, p, r])
+            )
+        )
+        speed, noise, noise_w = renders[render]
+        settings = SynthesisConfig(length_scale=speed, noise_scale=noise, noise_w_scale=noise_w)
+        chunks = joe.synthesize(phrase.text, settings)  # type: ignore[attr-defined]
+        pcm = b"".join(chunk.audio_int16_bytes for chunk in chunks)
+        rng = np.random.default_rng([seed, 1000, phrase_no, render])
+        audio, draws = phone_line(pcm, joe.config.sample_rate, rng)  # type: ignore[attr-defined]
+        name = f"{len(clips):04d}.wav"
+        write_wav(folder / name, audio)
+        clips.append(
+            Clip(len(clips), phrase_no, JOE, render, speed, noise, noise_w, file=name, **draws)  # type: ignore[arg-type]
+        )
+    manifest.write_text(
+        json.dumps({"picks": picks, "clips": [asdict(c) for c in clips]}, indent=1),
+        encoding="utf-8",
+    )
+    if not quiet:
+        print(f"rendered {len(clips)} clips in {time.monotonic() - started:.1f} s to {folder}")
+    return folder, clips
+
+
 def load(clips: Iterable[Clip], folder: Path) -> list[tuple[Clip, Pcm]]:
     return [(clip, read_wav(folder / clip.file)) for clip in clips]
 
