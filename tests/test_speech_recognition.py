@@ -319,5 +319,5 @@ async def test_start_up_loads_the_model_before_the_first_caller_speaks() -> None
     with engine._lock:
         assert len(engine._free) == 1  # one decoder ready; the German number loads nothing
         (decoder,) = engine._free
-        # the searches every English number needs: "continue", yes and no
-        assert len(decoder.searches) == 4
+        # a language model and a grammar each for "continue", yes and no, and the menu
+        assert len(decoder.searches) == 6

@@ -436,12 +436,21 @@ class PocketSphinxEngine:
     def warm_up(self) -> None:
         """Load the model and the dictionary now, not during the first call, and the searches
         of the vocabularies every number of the language has ("continue", yes and no)."""
+        self._give_back(self._borrow())
+        self.pronunciations()
+        for vocabulary in (accept_vocabulary(self.language), confirm_vocabulary(self.language)):
+            self.prepare(vocabulary)
+
+    def prepare(self, vocabulary: Vocabulary) -> None:
+        """Build the vocabulary's searches now and load them into a decoder (start-up does
+        this for every menu; otherwise its first utterance would)."""
+        phrases = self._usable(vocabulary)
+        if not phrases:
+            return
+        searches = self._prepared(phrases)
         held = self._borrow()
         try:
-            for vocabulary in (accept_vocabulary(self.language), confirm_vocabulary(self.language)):
-                phrases = self._usable(vocabulary)
-                if phrases:
-                    self._load(held, self._prepared(phrases))
+            self._load(held, searches)
         finally:
             self._give_back(held)
 
