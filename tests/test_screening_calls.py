@@ -269,3 +269,89 @@ async def test_a_flood_of_callers_switches_the_number_to_its_flood_action(stack:
     assert stack.heard(channels[3]) == ["We know about the outage. Please call later.", "Goodbye."]
     metrics = stack.daemon.metrics.exposition().decode()
     assert 'callrouting_number_flood{did="+4930603"} 1.0' in metrics
+
+
+# --- machines: an announcement talking through the menu, against a silent and a hesitant
+# person. Real time (scale 1): Asterisk's talk detection counts the talk on its own clock.
+
+MACHINES: dict[str, Any] = {
+    "asterisk": {"app": "callrouting"},
+    "users": [{"id": "ana", "name": "Ana Accepts", "contacts": ["Local/accept@responders"]}],
+    "escalation_policies": [{"id": "ops", "rules": [{"users": ["ana"]}]}],
+    "numbers": [
+        {
+            "did": "700",
+            "name": "Acme Ops",
+            "routes": [
+                {"label": "operations", "policy": "ops"},
+                {"label": "security", "policy": "ops"},
+            ],
+            "menu": {"max_attempts": 1, "input_timeout_s": 3, "default": {"action": "goodbye"}},
+            "responders": QUICK,
+            "voicemail": {"enabled": True, "max_duration_s": 20, "max_silence_s": 2},
+            "screening": {"machines": {"enabled": True, "min_talk_s": 4, "confirm_s": 2}},
+        }
+    ],
+}
+# 16 s of continuous sound, then a moment of silence (the message is kept).
+ANNOUNCEMENT = [{"answer": {}}, {"speak": "tt-monkeys"}, {"wait": 12}, {"hangup": {}}]
+SILENT = [{"answer": {}}, {"wait": 30}, {"hangup": {}}]
+HESITANT = [
+    {"answer": {}},
+    {"wait": 2},
+    {"speak": "vm-intro"},
+    {"wait": 1},
+    {"dtmf": "1"},
+    {"wait": 12},
+    {"hangup": {}},
+]
+
+
+@pytest.fixture
+async def machines_stack(database: str, tmp_path: Path) -> AsyncIterator[Stack]:
+    config: Config = parse_config(MACHINES, "machines-test")
+    async with running_stack(config, database, tmp_path, time_scale=1.0) as running:
+        for name, steps in (("announcement", ANNOUNCEMENT), ("silent", SILENT)):
+            running.sim.register_script(name, steps)
+        running.sim.register_script("hesitant", HESITANT)
+        yield running
+        await running.wait_calls_done(60)
+        assert running.leftovers()["channels"] == []
+
+
+async def test_an_announcement_talking_through_the_menu_goes_to_voicemail(
+    machines_stack: Stack,
+) -> None:
+    stack = machines_stack
+    channel = await stack.place_call("announcement", "700", ANNA)
+    await stack.wait_calls_done(60)
+    [alert] = await stack.alerts()
+    timeline = _timeline(alert["calls"][0])
+    check = dict(timeline)["machine_check"]
+    assert check["pressed"] is False and check["talked_s"] >= 4
+    assert alert["ended_reason"] == "voicemail" and alert["calls"][0]["legs"] == []
+    heard = stack.heard(channel)
+    asked = heard.index("If you are a person, press any key now.")
+    after = heard[asked + 1 :]
+    assert "Please leave a message after the tone, and press hash when you are done." in after
+
+
+async def test_a_silent_caller_is_never_taken_for_a_machine(machines_stack: Stack) -> None:
+    stack = machines_stack
+    channel = await stack.place_call("silent", "700", ANNA)
+    await stack.wait_calls_done(60)
+    [alert] = await stack.alerts()
+    assert "machine_check" not in dict(_timeline(alert["calls"][0]))
+    assert alert["ended_reason"] == "no_choice"
+    assert "If you are a person, press any key now." not in stack.heard(channel)
+
+
+async def test_a_caller_who_speaks_once_then_presses_a_key_is_a_person(
+    machines_stack: Stack,
+) -> None:
+    stack = machines_stack
+    await stack.place_call("hesitant", "700", ANNA)
+    await stack.wait_calls_done(60)
+    [alert] = await stack.alerts()
+    assert "machine_check" not in dict(_timeline(alert["calls"][0]))
+    assert [leg["outcome"] for leg in alert["calls"][0]["legs"]] == ["accepted"]

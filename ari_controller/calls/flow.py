@@ -20,7 +20,8 @@ from ari_controller.calls.hunt import Accepted, hunt_sequential, hunt_simultaneo
 from ari_controller.calls.ids import bridge_id
 from ari_controller.calls.ivr import ask_for_route
 from ari_controller.calls.leg import Leg, LegGone
-from ari_controller.calls.menu import GiveUp
+from ari_controller.calls.machines import listen_for_talk, machine_or_person
+from ari_controller.calls.menu import Chosen, GiveUp
 from ari_controller.calls.outcomes import LegOutcome
 from ari_controller.calls.resume import HuntProgress, Unfinished, plan_note
 from ari_controller.calls.screening import let_in, screen_the_caller, turn_away
@@ -198,7 +199,18 @@ async def _outside_hours(ctx: CallContext, selection: RouteSelection) -> None:
 
 async def _ask_then_call(ctx: CallContext, routes: list[tuple[str, Route]], *, greet: bool) -> None:
     journal = ctx.journal
+    talk_since = await listen_for_talk(ctx)
     choice = await ask_for_route(ctx, routes, greet=greet)
+    caller_is = await machine_or_person(ctx, talk_since, choice)
+    if caller_is == "machine":
+        # An announcement talking to the menu: its message is kept, nobody is woken for it.
+        journal.screening = "machine"
+        await take_voicemail(ctx, prompt="voicemail_only_prompt")
+        journal.end("voicemail")
+        return
+    if caller_is == "person" and isinstance(choice, GiveUp):
+        digit, route = routes[0]  # they asked to reach a person: the first route's
+        choice = Chosen(digit, route, "default")
     if isinstance(choice, GiveUp):
         journal.note("menu_gave_up", then=choice.action)
         if choice.action == "voicemail" and ctx.number.voicemail.enabled:

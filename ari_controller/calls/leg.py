@@ -100,6 +100,10 @@ class Leg:
         self.cause: int | None = None
         self.dialstatus: str | None = None
         self._digits: deque[str] = deque()
+        # Talk detection (`detect_talking`): seconds the far end talked, and since when it
+        # has been talking now (Asterisk says how long only when a stretch of talk ends).
+        self.talked_s = 0.0
+        self._talking_since: float | None = None
         self._extra_ids: set[str] = set()
         self._hung_up = False
         router.register(self.mailbox, channel_id)
@@ -123,6 +127,31 @@ class Leg:
                     self.cause = event.cause
             elif kind == "Dial" and event.dialstatus:
                 self.dialstatus = event.dialstatus
+            elif kind == "ChannelTalkingStarted":
+                self._talking_since = time.monotonic()
+            elif kind == "ChannelTalkingFinished":
+                self._talking_since = None
+                duration = event.raw.get("duration")  # milliseconds of talk
+                if isinstance(duration, int | float):
+                    self.talked_s += duration / 1000
+
+    async def detect_talking(self) -> bool:
+        """Ask Asterisk to say when the far end starts and stops talking (TALK_DETECT, its
+        default thresholds); False when it would not (detection is then simply off)."""
+        try:
+            with self._gone_if_404():
+                await self.ari.set_variable(self.id, "TALK_DETECT(set)", "")
+        except AriError as exc:
+            log.warning("talk_detection_failed", channel=self.id, error=str(exc))
+            return False
+        return True
+
+    def talked_so_far(self) -> float:
+        """Seconds talked, counting a stretch of talk still going on."""
+        ongoing = 0.0
+        if self._talking_since is not None:
+            ongoing = time.monotonic() - self._talking_since
+        return self.talked_s + ongoing
 
     def wake(self) -> None:
         """The events websocket came back: events in the gap were lost, so whatever waits on

@@ -513,6 +513,11 @@ _DESCRIBERS: dict[str, _Describer] = {
     "route_confirmation": _route_confirmation,
     "screening": _screening,
     "pin_entered": _pin_entered,
+    "machine_check": lambda e: (
+        f"The caller talked {e.text('talked_s')} s of the menu's {e.text('offered_s')} s"
+        " without a key, and was asked to press one if a person: "
+        + ("they did." if e["pressed"] else "nothing, so a machine: voicemail only.")
+    ),
     "repeat_call": lambda e: "A repeat call: the caller's alert was still open, the call joins it.",
     "escalation_not_repeated": lambda e: (
         "Not escalated again: the alert escalates by its own rules from its first call."

@@ -65,6 +65,7 @@ _EN: dict[str, str] = {
     ),
     "pin_prompt": "Please enter your PIN, then press hash.",
     "pin_wrong": "That PIN is not valid.",
+    "machine_check": "If you are a person, press any key now.",
     "voicemail_only_prompt": (
         "Please leave a message after the tone, and press hash when you are done."
     ),
@@ -131,6 +132,7 @@ _DE: dict[str, str] = {
     ),
     "pin_prompt": "Bitte geben Sie Ihre PIN ein und drücken Sie dann die Rautetaste.",
     "pin_wrong": "Diese PIN ist nicht gültig.",
+    "machine_check": "Wenn Sie eine Person sind, drücken Sie jetzt eine beliebige Taste.",
     "voicemail_only_prompt": (
         "Bitte hinterlassen Sie nach dem Signalton eine Nachricht und drücken Sie"
         " danach die Rautetaste."
@@ -204,6 +206,7 @@ _FR: dict[str, str] = {
     ),
     "pin_prompt": "Veuillez saisir votre code PIN, puis appuyez sur dièse.",
     "pin_wrong": "Ce code PIN n'est pas valide.",
+    "machine_check": "Si vous êtes une personne, appuyez maintenant sur une touche.",
     "voicemail_only_prompt": ("Veuillez laisser un message après le bip, puis appuyez sur dièse."),
     "responder_accept_hint": "Appuyez sur une touche pour prendre l'appel.",
     "responder_accept_key_hint": "Appuyez sur {accept_key} pour prendre l'appel.",
@@ -274,6 +277,7 @@ _ES: dict[str, str] = {
     ),
     "pin_prompt": "Introduzca su PIN y pulse almohadilla.",
     "pin_wrong": "Ese PIN no es válido.",
+    "machine_check": "Si es usted una persona, pulse ahora cualquier tecla.",
     "voicemail_only_prompt": (
         "Deje su mensaje después de la señal y pulse almohadilla al terminar."
     ),

@@ -149,6 +149,23 @@ class RepeatCalls(BaseModel):
     window_minutes: float = Field(default=60.0, gt=0, le=7 * 24 * 60)
 
 
+class MachineDetection(BaseModel):
+    """Telling an automated caller (a recorded announcement, a monitoring system's voice call)
+    from a person on an ordinary number: talk through the menu without a key. Such a call
+    goes to the voicemail-only path instead of waking someone, after a last "If you are a
+    person, press any key now." (`screening/machines.py`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    # A machine talked at least this long, and for at least this share of the time the menu
+    # was offered; a person who says a word or two and waits stays far below both.
+    min_talk_s: float = Field(default=8.0, gt=0, le=600)
+    min_share: float = Field(default=0.5, gt=0, le=1)
+    # How long the last question waits for a key.
+    confirm_s: float = Field(default=5.0, gt=0, le=30)
+
+
 class ScreeningSettings(BaseModel):
     """A number's `screening:`. The order of checks is fixed (docs/screening.md): caller ID
     normalised -> block/allow lists -> rate limit and flood -> PIN -> support hours -> menu."""
@@ -169,6 +186,7 @@ class ScreeningSettings(BaseModel):
     # Off unless asked for: many companies call out under one switchboard number, and two
     # people calling from it about two problems must not share one alert by default.
     repeat_calls: RepeatCalls | None = None
+    machines: MachineDetection = Field(default_factory=MachineDetection)
 
     @model_validator(mode="before")
     @classmethod
