@@ -250,6 +250,22 @@ async def test_outside_hours_voicemail_is_stored_with_the_alert(stack: Stack) ->
     assert stack.sim.recordings.names() == []
 
 
+async def test_a_caller_who_hangs_up_during_the_thanks_still_left_a_voicemail(
+    stack: Stack,
+) -> None:
+    """Callers often hang up once they have said their piece, during "Thank you. Your
+    message has been recorded.": the call ended with a voicemail, escalated once."""
+    stack.sim.register_script(
+        "message_then_gone",
+        [{"answer": {}}, {"wait": 5}, {"speak": "vm-intro"}, {"dtmf": "#"}, {"wait": 0.3}],
+    )
+    _, alert = await one_call(stack, "message_then_gone", "200")
+    assert alert["ended_reason"] == "voicemail"
+    assert alert["escalation_count"] == 1
+    assert alert["voicemail"] is not None
+    assert "caller_hung_up" not in kinds(alert)
+
+
 async def test_a_voicemail_escalates_as_the_number_says(stack: Stack) -> None:
     """Held until the support hours begin on one number; not escalated at all on another."""
     stack.sim.register_script(

@@ -13,6 +13,8 @@ import asyncpg
 import pytest
 
 from ari_controller.config import Config, parse_config
+from ari_controller.prompts.audio import Pcm, resample, write_wav
+from ari_controller.prompts.tts import EspeakNgEngine
 from ari_controller.screening.pins import hash_pin
 from ari_controller.testing.harness import Stack, running_stack
 
@@ -293,8 +295,12 @@ MACHINES: dict[str, Any] = {
         }
     ],
 }
-# 16 s of continuous sound, then a moment of silence (the message is kept).
-ANNOUNCEMENT = [{"answer": {}}, {"speak": "tt-monkeys"}, {"wait": 12}, {"hangup": {}}]
+# What a monitoring system's voice call says, on and on (synthesized, as such calls are).
+ANNOUNCEMENT_TEXT = (
+    "This is an automated message from the monitoring system. The database cluster in region "
+    "one is not responding. Replication has stopped. This message will repeat. This is an "
+    "automated message from the monitoring system. The database cluster is not responding."
+)
 SILENT = [{"answer": {}}, {"wait": 30}, {"hangup": {}}]
 HESITANT = [
     {"answer": {}},
@@ -307,12 +313,23 @@ HESITANT = [
 ]
 
 
+@pytest.fixture(scope="module")
+def announcement(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The announcement as an 8 kHz WAV (espeak-ng, the prompts' own engine)."""
+    pcm, rate = EspeakNgEngine().synthesize(ANNOUNCEMENT_TEXT, "en")
+    wav = tmp_path_factory.mktemp("machines") / "announcement.wav"
+    write_wav(wav, resample(Pcm(pcm, rate), 8000))
+    return wav
+
+
 @pytest.fixture
-async def machines_stack(database: str, tmp_path: Path) -> AsyncIterator[Stack]:
+async def machines_stack(database: str, tmp_path: Path, announcement: Path) -> AsyncIterator[Stack]:
     config: Config = parse_config(MACHINES, "machines-test")
     async with running_stack(config, database, tmp_path, time_scale=1.0) as running:
-        for name, steps in (("announcement", ANNOUNCEMENT), ("silent", SILENT)):
-            running.sim.register_script(name, steps)
+        # The announcement, then a moment of silence (the message it leaves is kept).
+        talks = [{"answer": {}}, {"speak": str(announcement)}, {"wait": 8}, {"hangup": {}}]
+        running.sim.register_script("announcement", talks)
+        running.sim.register_script("silent", SILENT)
         running.sim.register_script("hesitant", HESITANT)
         yield running
         await running.wait_calls_done(60)

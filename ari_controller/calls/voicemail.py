@@ -81,7 +81,14 @@ async def _keep(
             log.info("voicemail_delete_failed", recording=name, error=str(exc))
     escalate_if_configured(ctx, "voicemail", outside_hours=outside_hours)
     if not ctx.caller.gone:
-        await ctx.caller.play(ctx.say("voicemail_saved") + ctx.say("goodbye"), stop_on_digit=False)
+        try:
+            await ctx.caller.play(
+                ctx.say("voicemail_saved") + ctx.say("goodbye"), stop_on_digit=False
+            )
+        except LegGone:
+            # Callers often hang up once they have said their piece: the call still ended
+            # with a voicemail (not abandoned, and not escalated a second time for it).
+            pass
 
 
 def _length(audio: bytes) -> float | None:

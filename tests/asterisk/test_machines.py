@@ -63,7 +63,6 @@ def test_an_announcement_goes_to_voicemail_and_a_silent_caller_is_never_asked(
     silent_call = stack.wait_call_done(silent, 60)
 
     [check] = machine_call.entries("machine_check")
-    print("machine_check", check)
     assert check["pressed"] is False
     assert check["talked_s"] >= 4, check  # Asterisk's talk detection heard the announcement
     assert machine_call.alert["ended_reason"] == "voicemail"
