@@ -42,6 +42,8 @@ TIME_TOLERANCE = 0.5
 GENERATED_ID = re.compile(r"\b\d{9,}\.\d+\b")
 LOCAL_SERIAL = re.compile(r"-[0-9a-f]{8}(;[12])")
 ANNOUNCER = re.compile(r"Announcer/ARI-[0-9a-f]{8}")
+# Snoop channels are numbered per Asterisk process; the traces were recorded one after another.
+SNOOP_SERIAL = re.compile(r"(Snoop/[^\"]*?)-[0-9a-f]{8}\b")
 
 
 @dataclass
@@ -100,6 +102,7 @@ def normalize_ids(lines: list[str]) -> list[dict[str, Any]]:
         line = GENERATED_ID.sub(rename, _canonical(line))
         line = LOCAL_SERIAL.sub(r"-SERIAL\1", line)
         line = ANNOUNCER.sub("Announcer/ARI-SERIAL", line)
+        line = SNOOP_SERIAL.sub(r"\1-SERIAL", line)
         out.append(json.loads(line))
     return out
 

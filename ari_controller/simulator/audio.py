@@ -125,3 +125,9 @@ def concatenate(parts: list[Audio]) -> Audio:
     for part in parts:
         out.extend(part.samples)
     return Audio(out)
+
+
+def attenuated(audio: Audio, db: float) -> Audio:
+    """The audio `db` decibels quieter (a line echo of a prompt, say -25)."""
+    gain = 10 ** (-abs(db) / 20)
+    return Audio(array.array("h", (int(s * gain) for s in audio.samples)))

@@ -123,7 +123,8 @@ class VoiceTimeline:
         for utterance in self.utterances:
             if utterance.start <= moment < utterance.end:
                 index = int((moment - utterance.start) / FRAME_SECONDS)
-                return index < len(utterance.voiced) and utterance.voiced[index]
+                if index < len(utterance.voiced) and utterance.voiced[index]:
+                    return True
         return False
 
     def speaking_at(self, moment: float) -> bool:
@@ -131,7 +132,8 @@ class VoiceTimeline:
         return any(u.start <= moment < u.end for u in self.utterances)
 
     def audio_between(self, start: float, end: float) -> Audio:
-        """The audio of [start, end): speech where the phone spoke, silence elsewhere."""
+        """The audio of [start, end): speech where the phone spoke (mixed where utterances
+        overlap), silence elsewhere."""
         total = max(0, int((end - start) * RATE))
         out = Audio.silence(total / RATE).samples
         for utterance in self.utterances:
@@ -142,9 +144,11 @@ class VoiceTimeline:
             source_from = int((lo - utterance.start) * RATE)
             target_from = int((lo - start) * RATE)
             count = min(int((hi - lo) * RATE), total - target_from)
-            out[target_from : target_from + count] = utterance.audio.samples[
-                source_from : source_from + count
-            ]
+            # Voices at once (the phone's and a line echo) add up, as on a line.
+            source = utterance.audio.samples
+            for offset in range(count):
+                mixed = out[target_from + offset] + source[source_from + offset]
+                out[target_from + offset] = max(-32768, min(32767, mixed))
         return Audio(out)
 
 

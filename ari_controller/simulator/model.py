@@ -85,6 +85,8 @@ class Channel:
     # originated without either gets).
     linkedid: str = ""
     formats: tuple[str, ...] = ()
+    # A snoop channel: the id of the channel it spies on (it hears that channel's voice).
+    snoop_of: str | None = None
     # Playback currently running on the channel: bridging waits for it, as Asterisk does.
     idle: asyncio.Event = field(default_factory=asyncio.Event)
 

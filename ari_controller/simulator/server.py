@@ -268,6 +268,7 @@ class AriRoutes:
             r.delete("/ari/channels/{id}/ring", self.ring_stop),
             r.post("/ari/channels/{id}/play", self.play_channel),
             r.post("/ari/channels/{id}/record", self.record),
+            r.post("/ari/channels/{id}/snoop", self.snoop),
             r.post("/ari/channels/{id}/moh", self.moh_start),
             r.delete("/ari/channels/{id}/moh", self.moh_stop),
             r.post("/ari/channels/{id}/variable", self.set_variable),
@@ -356,11 +357,20 @@ class AriRoutes:
             pair.app_hangup()
         elif pair is not None:
             pair.far_half_hangup()
+        elif channel.snoop_of is not None:
+            self.ast.hangup_request(channel, 32, soft=True)
+            self.ast.end_snoop(channel)
         else:
             self.ast.hangup_request(channel, 32, soft=True)
             self.ast.leave_stasis(channel, keep_subscription=True)
             self.ast.destroy(channel, 16)
         return _no_content()
+
+    async def snoop(self, request: web.Request) -> web.Response:
+        channel = self.ast.channels.get(request.match_info["id"])
+        if channel is None or not channel.alive:
+            raise AriError(404, "Provided channel was not found")
+        return web.json_response(self.ast.snoop(channel, await _params(request)).snapshot())
 
     async def dial(self, request: web.Request) -> web.Response:
         # Asterisk's create answers before the leg has entered Stasis (its StasisStart comes

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any
 
+from ari_controller.simulator.audio import attenuated
 from ari_controller.simulator.clock import Clock
 from ari_controller.simulator.events import JSON, cause_text, event
 from ari_controller.simulator.hub import Hub
@@ -34,6 +35,7 @@ TALK_START = 0.16  # TALK_DETECT's default talking threshold
 TALK_SILENCE = 2.5  # TALK_DETECT's default silence threshold
 DTMF_TRIM = 0.2  # Asterisk drops the tail of a recording ended by a key
 FAILED_PLAYBACK_DELAY = 0.005
+SNOOP_DESTROY_DELAY = 0.02
 
 
 class Asterisk:
@@ -68,11 +70,15 @@ class Asterisk:
         self._local_pairs: dict[str, LocalPair] = {}
         self._unique = 1
         self._local_serial = 0
+        self._snoop_serial = -1  # res_stasis_snoop numbers its channels from 0
         self._tasks: set[asyncio.Task[Any]] = set()
         # Asterisk's registry of Stasis applications (res_stasis.c apps_registry). An app
         # whose websocket is gone stays registered, inactive, while it is subscribed to
         # something; it is dropped at the next clean-up point once it is not.
         self.registered_apps: set[str] = set()
+        # A line echo: a prompt played to a channel comes back in what its phone sends, this
+        # many dB below it (None: a perfect line). A snoop or a recording hears it.
+        self.line_echo_db: float | None = None
 
     # --- bookkeeping -------------------------------------------------------------------
 
@@ -215,6 +221,7 @@ class Asterisk:
         """The channel is gone: ChannelDestroyed for whoever still listens."""
         if not channel.alive:
             return
+        self._end_snoops_of(channel)
         pair = self.local_pair(channel)
         if pair is not None:
             del self._local_pairs[channel.id]
@@ -349,7 +356,14 @@ class Asterisk:
             await self.clock.sleep(FAILED_PLAYBACK_DELAY)
             self.finish_playback(playback, "failed", target)
             return
-        await self.clock.sleep(audio.duration)
+        echo = None
+        if isinstance(target, Channel) and self.line_echo_db is not None:
+            echo = target.voice.say(self.clock.now(), attenuated(audio, self.line_echo_db))
+        try:
+            await self.clock.sleep(audio.duration)
+        finally:
+            if echo is not None:
+                echo.cut_at = self.clock.now()
         self.finish_playback(playback, "done", target)
 
     def finish_playback(
@@ -437,12 +451,26 @@ class Asterisk:
             self.spawn(self._fail_recording(recording, "Cannot record channel while in bridge"))
             return recording
         channel.recording = recording
-        recording.state = "recording"
-        recording.log = MediaEvent("recording", name, self.clock.now())
-        channel.media_log.append(recording.log)
-        self.emit_to({app}, "RecordingStarted", recording=recording.to_json())
-        recording.task = self.spawn(self._run_recording(recording), f"rec-{name}")
+        if not channel.idle.is_set():
+            # Operations on a channel are queued on its control: the recording starts once
+            # the playback is over (record_queued_behind_playback).
+            recording.task = self.spawn(self._record_when_idle(recording), f"rec-{name}")
+            return recording
+        self._start_recording(recording)
         return recording
+
+    async def _record_when_idle(self, recording: LiveRecording) -> None:
+        await recording.channel.idle.wait()
+        if recording.stop is None and recording.channel.alive:
+            self._start_recording(recording)
+
+    def _start_recording(self, recording: LiveRecording) -> None:
+        channel = recording.channel
+        recording.state = "recording"
+        recording.log = MediaEvent("recording", recording.name, self.clock.now())
+        channel.media_log.append(recording.log)
+        self.emit_to({recording.app}, "RecordingStarted", recording=recording.to_json())
+        recording.task = self.spawn(self._run_recording(recording), f"rec-{recording.name}")
 
     async def _fail_recording(self, recording: LiveRecording, cause: str) -> None:
         await asyncio.sleep(0)
@@ -514,6 +542,53 @@ class Asterisk:
             "talking_duration": duration - silence,
         }
         self.emit_to({recording.app}, "RecordingFinished", recording=recording.to_json())
+
+    # --- snoop channels ------------------------------------------------------------------
+
+    def snoop(self, channel: Channel, params: dict[str, str]) -> Channel:
+        """`POST /channels/{id}/snoop`: a channel that hears what `channel`'s phone says
+        (spy=in), in the app at once (snoop_record_during_prompt)."""
+        app = params.get("app", "")
+        if not app:
+            raise AriError(400, "app: Missing required parameter")
+        spy = params.get("spy", "none")
+        if spy not in ("none", "in", "out", "both"):
+            raise AriError(400, f"spy invalid: {spy}")
+        snoop_id = params.get("snoopId") or None
+        if snoop_id is not None and snoop_id in self.channels:
+            raise AriError(500, "Snoop channel could not be created")
+        snoop = self.new_channel(
+            snoop_id, f"Snoop/{channel.id}-{self._next_snoop_serial()}", ("", "")
+        )
+        snoop.state = "Up"
+        snoop.context, snoop.exten = "default", "s"
+        snoop.snoop_of = channel.id
+        if spy in ("in", "both"):
+            snoop.voice = channel.voice
+        args = [a for a in params.get("appArgs", "").split(",") if a]
+        self.enter_stasis(snoop, app, args, announce=False)
+        return snoop
+
+    def _next_snoop_serial(self) -> str:
+        self._snoop_serial += 1
+        return f"{self._snoop_serial:08x}"
+
+    def end_snoop(self, snoop: Channel) -> None:
+        """A snoop ends (we hung it up, or its channel went): its recording finishes and is
+        kept, StasisEnd, and no ChannelDestroyed reaches the app (snoop_caller_hangs_up)."""
+        self.leave_stasis(snoop, keep_subscription=False)
+        # Asterisk destroys it a moment later: `GET /channels/{id}` right after the hang-up
+        # still finds it, outside any application (snoop_record_during_prompt).
+        snoop.app_name = snoop.app_data = ""
+        self.spawn(self._destroy_later(snoop), f"snoop-end-{snoop.id}")
+
+    async def _destroy_later(self, channel: Channel) -> None:
+        await self.clock.sleep(SNOOP_DESTROY_DELAY)
+        self.destroy(channel, 16)
+
+    def _end_snoops_of(self, channel: Channel) -> None:
+        for snoop in [c for c in self.channels.values() if c.snoop_of == channel.id]:
+            self.end_snoop(snoop)
 
     # --- talk detection ------------------------------------------------------------------
 
