@@ -472,6 +472,36 @@ class AriClient:
         )
         return LiveRecording.from_json(data) if data else LiveRecording(name=name)
 
+    async def snoop(
+        self,
+        channel_id: str,
+        *,
+        snoop_id: str,
+        app: str,
+        spy: str = "in",
+        app_args: str | None = None,
+    ) -> Channel:
+        """A snoop channel on `channel_id` (spy `in`: what its far end says), in `app`.
+
+        It enters the app (StasisStart, `args` as given) and goes when the channel does; a
+        recording on it runs while a playback runs on the channel, which a recording on the
+        channel itself cannot (tests/ari_traces/snoop_*)."""
+        params: dict[str, ParamValue] = {
+            "spy": spy,
+            "app": app,
+            "appArgs": app_args,
+            "snoopId": snoop_id,
+        }
+        # A reused snoop id answers 500, not 409: look for it before repeating.
+        data = await self._request(
+            "POST",
+            f"/channels/{_seg(channel_id)}/snoop",
+            params,
+            repeat=Repeat.BY_OUR_ID,
+            probe=f"/channels/{_seg(snoop_id)}",
+        )
+        return Channel.from_json(data) if data else Channel(id=snoop_id)
+
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self._request(
             "POST", f"/channels/{_seg(channel_id)}/moh", {"mohClass": moh_class}, repeat=Repeat.SAFE

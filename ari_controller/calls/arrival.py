@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ari_controller.ari.models import AriEvent, Channel
-from ari_controller.calls.ids import NOTIFICATION_ARG, RESPONDER_ARG
+from ari_controller.calls.ids import NOTIFICATION_ARG, RESPONDER_ARG, SNOOP_ARG
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +53,11 @@ class Arrival:
     def is_notification_leg(self) -> bool:
         """A call placed to a person about an alert (a notification call), not a caller."""
         return bool(self.args) and self.args[0] == NOTIFICATION_ARG
+
+    @property
+    def is_snoop(self) -> bool:
+        """A snoop channel some call listened through (an earlier run's, or already over)."""
+        return bool(self.args) and self.args[0] == SNOOP_ARG
 
     @property
     def did(self) -> str:

@@ -14,9 +14,12 @@ import secrets
 RESPONDER_ARG = "responder"
 # The first argument of Stasis() on a notification call to a person about an alert.
 NOTIFICATION_ARG = "notification"
+# The first argument of Stasis() on a snoop channel a call listens through (barge-in).
+SNOOP_ARG = "snoop"
 
 _playbacks = itertools.count(1)
 _utterances = itertools.count(1)
+_snoops = itertools.count(1)
 # Tells this run's playbacks and utterances from those of an earlier run of the controller
 # that Asterisk may still have (Asterisk takes a playback id already in use without a word).
 RUN = secrets.token_hex(3)
@@ -78,3 +81,8 @@ def utterance_name(channel_id: str) -> str:
 def utterance_prefix(channel_id: str) -> str:
     """What the name of every utterance recorded on the channel starts with (any run)."""
     return f"{channel_id}-said-"
+
+
+def snoop_id(channel_id: str) -> str:
+    """A snoop channel on the channel: its far end heard while a prompt plays to it."""
+    return f"{channel_id}-snoop-{RUN}-{next(_snoops)}"

@@ -470,6 +470,31 @@ class Leg:
             if digit is None:
                 self._raise_if_gone()
 
+    async def snoop(self, app: str, limit: float) -> Leg | None:
+        """A snoop channel on this one (`spy=in`: only what the far end says), as a leg of its
+        own: utterances are recorded on it while a prompt plays here (a recording on this
+        channel would wait for the prompt to end). None when Asterisk did not make it or it
+        did not enter the application within `limit` seconds; a leg that is gone raises.
+
+        The snoop goes when this channel does; whoever asked for it hangs it up when done.
+        """
+        self._raise_if_gone()
+        snoop = Leg(ids.snoop_id(self.id), self.ari, self.router)
+        made = False
+        try:
+            with self._gone_if_404():
+                await self.ari.snoop(self.id, snoop_id=snoop.id, app=app, app_args=ids.SNOOP_ARG)
+            made = await snoop.wait_answered(limit)
+            if not made:
+                log.warning("snoop_not_in_app", channel=self.id, snoop=snoop.id)
+        except AriError as exc:
+            log.warning("snoop_failed", channel=self.id, error=str(exc))
+        finally:
+            if not made:
+                await asyncio.shield(snoop.hangup())
+                snoop.release()
+        return snoop if made else None
+
     async def _start_recording(
         self,
         name: str,

@@ -107,7 +107,7 @@ class Controller:
 
     def arrive(self, arrival: Arrival) -> None:
         """Start what a channel arriving in the application becomes."""
-        if arrival.is_responder_leg or arrival.is_notification_leg:
+        if arrival.is_responder_leg or arrival.is_notification_leg or arrival.is_snoop:
             # A leg we placed whose call is not ours (a previous run, or already over).
             self._side(hang_up_orphan_leg(self.ari, arrival.channel_id))
             return
