@@ -233,7 +233,8 @@ class Asterisk:
         channel.apps.clear()
         if channel.talk_detect is not None:
             channel.talk_detect.cancel()
-        self.channels.pop(channel.id, None)
+        if self.channels.get(channel.id) is channel:  # a snoop's id may be in use again
+            del self.channels[channel.id]
         self.gone_channels[channel.id] = channel
         record = self.record_of(channel)
         if record is not None and record.destroyed is None:
@@ -555,7 +556,9 @@ class Asterisk:
         if spy not in ("none", "in", "out", "both"):
             raise AriError(400, f"spy invalid: {spy}")
         snoop_id = params.get("snoopId") or None
-        if snoop_id is not None and snoop_id in self.channels:
+        taken = self.channels.get(snoop_id) if snoop_id is not None else None
+        if taken is not None and taken.stasis_app is not None:
+            # One that has left the app is being destroyed: its id is free again.
             raise AriError(500, "Snoop channel could not be created")
         snoop = self.new_channel(
             snoop_id, f"Snoop/{channel.id}-{self._next_snoop_serial()}", ("", "")
