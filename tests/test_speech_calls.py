@@ -67,6 +67,17 @@ def _saying(*wavs: Path, times: int, then_wait: float) -> list[dict[str, Any]]:
     return [*steps, {"wait": then_wait}, {"hangup": {}}]
 
 
+def _route_then(route: Path, answer: Path, times: int, then_wait: float) -> list[dict[str, Any]]:
+    """The route twice once the menu has played (apart by more than end_silence_s: two
+    utterances; words during the menu are tests/test_barge_in.py's), then the answer to the
+    question again and again, so one of them comes after "Did you say ...?" has played."""
+    steps: list[dict[str, Any]] = [{"answer": {}}, {"wait": 25}]
+    steps += [{"speak": str(route)}, {"wait": 2.3}, {"speak": str(route)}, {"wait": 4}]
+    for _ in range(times):
+        steps += [{"speak": str(answer)}, {"wait": 4}]
+    return [*steps, {"wait": then_wait}, {"hangup": {}}]
+
+
 @pytest.fixture(scope="module")
 def words(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     directory = tmp_path_factory.mktemp("words")
@@ -83,9 +94,9 @@ async def stack(database: str, tmp_path: Path, words: dict[str, Path]) -> AsyncI
     config: Config = parse_config(CONFIG, "speech-test")
     async with running_stack(config, database, tmp_path, time_scale=TIME_SCALE) as running:
         say = running.sim.register_script
-        say("say_database", _saying(words["database"], words["yes"], times=10, then_wait=8))
-        say("say_network", _saying(words["network"], words["yes"], times=10, then_wait=8))
-        say("database_no", _saying(words["database"], words["no"], times=10, then_wait=8))
+        say("say_database", _route_then(words["database"], words["yes"], times=20, then_wait=8))
+        say("say_network", _route_then(words["network"], words["yes"], times=20, then_wait=8))
+        say("database_no", _route_then(words["database"], words["no"], times=20, then_wait=8))
         say("say_banana", _saying(words["banana"], times=20, then_wait=8))
         say("say_continue", _saying(words["continue"], times=20, then_wait=30))
         # Says "database" once the menu has played, then answers the question with the key

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ari_controller.calls.confirmation import confirm_route
 from ari_controller.calls.context import CallContext
-from ari_controller.calls.listening import key_or_word, note_utterances
+from ari_controller.calls.listening import Answer, key_or_word, note_utterances, play_and_listen
 from ari_controller.calls.menu import Chosen, GiveUp, Menu, Repeat
 from ari_controller.numbers import Route
 from ari_controller.speech.availability import recognizer_for
@@ -35,18 +35,39 @@ async def ask_for_route(
     recognizer = recognizer_for(number)
     vocabulary = route_vocabulary(routes, number.language)
 
-    # A digit during any prompt stops it and counts.
-    digit = await caller.play(greeting + options)
+    heard_during: Answer | None = None
+
+    async def offer(media: list[str]) -> str | None:
+        """Play the menu: a digit during it stops it and counts; with speech on, a route said
+        during it does too (barge-in), and listening goes on until the input timeout."""
+        nonlocal heard_during
+        if recognizer is None or not vocabulary:
+            return await caller.play(media)
+        heard_during = await play_and_listen(
+            caller,
+            media,
+            vocabulary,
+            number.speech,
+            recognizer,
+            number.menu.input_timeout_s,
+            app=ctx.app,
+        )
+        return heard_during.digit
+
+    digit = await offer(greeting + options)
     failures = 0
     replays = 0
     while True:
         listened = False
-        if digit is None and recognizer is not None and vocabulary:
-            listened = True  # the listening window is the input timeout
+        answer, heard_during = heard_during, None
+        if answer is None and digit is None and recognizer is not None and vocabulary:
             # Voice next to digits: a key still wins, words count only when recognized.
             answer = await key_or_word(
                 caller, number.menu.input_timeout_s, vocabulary, number.speech, recognizer
             )
+        if answer is not None:
+            assert recognizer is not None  # only a menu that listens has an answer
+            listened = True  # the listening window is the input timeout
             note_utterances(ctx.journal, answer, party="caller")
             digit = answer.digit
             if answer.decision is not None and answer.decision.meaning is not None:
@@ -69,7 +90,7 @@ async def ask_for_route(
                         replays += 1
                         if replays > number.menu.max_attempts + EXTRA_REPLAYS:
                             return menu.fallback()
-                        digit = await caller.play(options)
+                        digit = await offer(options)
                         continue
                     digit = confirmation.digit
                     if confirmation.answer == "not_understood":
@@ -88,8 +109,8 @@ async def ask_for_route(
             replays += 1
             if replays > number.menu.max_attempts + EXTRA_REPLAYS:
                 return menu.fallback()
-            digit = await caller.play(options)
+            digit = await offer(options)
             continue
         failures += 1
         why = ctx.say("invalid_choice" if step.reason == "invalid" else "no_choice")
-        digit = await caller.play(why + options)
+        digit = await offer(why + options)
