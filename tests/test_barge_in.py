@@ -222,8 +222,10 @@ def test_the_echo_guard_tells_a_caller_from_the_prompts_echo() -> None:
         data.frombytes(pcm.samples)
         return sum(1 for x in data if abs(x) > 40) / 8000
 
-    echoed = at(-25.0)
-    assert voiced_s(listening.gated(echoed, listening.BARGE_IN_GATE_DBFS)) < 0.4 * voiced_s(echoed)
+    echo_wav = at(-25.0)
+    assert voiced_s(listening.gated(echo_wav, listening.BARGE_IN_GATE_DBFS)) < 0.4 * voiced_s(
+        echo_wav
+    )
     word = at(0.0)
     assert voiced_s(listening.gated(word, listening.BARGE_IN_GATE_DBFS)) > 0.8 * voiced_s(word)
 
