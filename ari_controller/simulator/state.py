@@ -31,6 +31,8 @@ from ari_controller.simulator.phones import ScriptBook
 
 DEFAULT_APP = "callrouting"
 TICK = 0.02  # call seconds between checks of a running recording or talk detector
+# Silence a recording ended by maxSilenceSeconds keeps at its end.
+KEPT_SILENCE = 0.2
 TALK_START = 0.16  # TALK_DETECT's default talking threshold
 TALK_SILENCE = 2.5  # TALK_DETECT's default silence threshold
 DTMF_TRIM = 0.2  # Asterisk drops the tail of a recording ended by a key
@@ -518,7 +520,9 @@ class Asterisk:
         if recording.stop == "dtmf":
             end -= DTMF_TRIM
         elif recording.stop == "max_silence":
-            end -= recording.max_silence
+            # Asterisk trims the trailing silence but for its first 200 ms (app.c,
+            # `ast_stream_rewind(..., dspsilence - 200)`): a word's tail is never cut.
+            end -= max(0.0, recording.max_silence - KEPT_SILENCE)
         end = max(start, end)
         voice = recording.channel.voice
         audio = voice.audio_between(start, end)
