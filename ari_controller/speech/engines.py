@@ -150,6 +150,8 @@ _PHONE_MARGIN_S: float | None = 0.2
 _ALIKE_SHARE = 0.4
 _ALIKE_FLOOR = 3  # the search reaches at least this far for short phrases
 _ALIKE_MIN_DISTANCE = 1
+# For a vocabulary whose near words do not compete (the confirmation): only words this far.
+_FAR_ALIKE_DISTANCE = 3
 _OWN_FORM_PHONES = 2
 _ALIKES_PER_PHRASE = 40
 _PLAIN_WORD = re.compile(r"[a-z]+")
@@ -393,8 +395,8 @@ class PocketSphinxEngine:
         self._lock = threading.Lock()
         self._available = threading.Semaphore(_MAX_DECODERS)
         self._pronunciations: dict[str, list[str]] | None = None
-        self._alikes: dict[tuple[str, ...], tuple[str, ...]] = {}
-        self._searches: dict[tuple[str, ...], _Searches] = {}
+        self._alikes: dict[tuple[tuple[str, ...], int], tuple[str, ...]] = {}
+        self._searches: dict[tuple[tuple[str, ...], bool], _Searches] = {}
 
     @property
     def name(self) -> str:
@@ -447,7 +449,7 @@ class PocketSphinxEngine:
         phrases = self._usable(vocabulary)
         if not phrases:
             return
-        searches = self._prepared(phrases)
+        searches = self._prepared(phrases, vocabulary.near_words_compete)
         held = self._borrow()
         try:
             self._load(held, searches)
@@ -470,17 +472,19 @@ class PocketSphinxEngine:
             self._pronunciations = found
         return self._pronunciations
 
-    def sound_alikes(self, phrases: Iterable[str]) -> tuple[str, ...]:
-        """Dictionary words a caller could mean instead of one of the phrases."""
+    def sound_alikes(self, phrases: Iterable[str], near: bool = True) -> tuple[str, ...]:
+        """Dictionary words a caller could mean instead of one of the phrases (`near`: from
+        one sound away; else only from _FAR_ALIKE_DISTANCE)."""
         key = tuple(sorted(set(phrases)))
+        distance = self.alike_min_distance
+        if not near:
+            distance = max(distance, _FAR_ALIKE_DISTANCE)
         with self._lock:
-            if key in self._alikes:
-                return self._alikes[key]
-        result = sound_alikes(
-            self.pronunciations(), key, self.alike_min_distance, self.alikes_per_phrase
-        )
+            if (key, distance) in self._alikes:
+                return self._alikes[(key, distance)]
+        result = sound_alikes(self.pronunciations(), key, distance, self.alikes_per_phrase)
         with self._lock:
-            self._alikes[key] = result
+            self._alikes[(key, distance)] = result
         return result
 
     def unknown_words(self, vocabulary: Vocabulary) -> set[str]:
@@ -491,18 +495,18 @@ class PocketSphinxEngine:
         known = self.pronunciations()
         return tuple(p for p in vocabulary.phrases if all(w in known for w in p.split()))
 
-    def _prepared(self, phrases: tuple[str, ...]) -> _Searches:
+    def _prepared(self, phrases: tuple[str, ...], near: bool = True) -> _Searches:
         """The vocabulary's searches as text (built once per vocabulary, then cached)."""
         key = tuple(sorted(set(phrases)))
         with self._lock:
-            if key in self._searches:
-                return self._searches[key]
+            if (key, near) in self._searches:
+                return self._searches[(key, near)]
         known = self.pronunciations()
         said_words = {w for p in key for w in p.split()}
         carriers = {w for c in (*self.prefixes, *self.suffixes) for w in c.split()}
         others = [
             w
-            for w in dict.fromkeys((*ENGLISH, *self.sound_alikes(key), *sorted(carriers)))
+            for w in dict.fromkeys((*ENGLISH, *self.sound_alikes(key, near), *sorted(carriers)))
             if w not in said_words and w in known
         ]
         wide = carrier_lm([*key, *others], self.prefixes, self.suffixes)
@@ -514,7 +518,7 @@ class PocketSphinxEngine:
             ("g" + hashlib.sha1(narrow.encode()).hexdigest()[:16], narrow),
         )
         with self._lock:
-            self._searches[key] = searches
+            self._searches[(key, near)] = searches
         return searches
 
     @staticmethod
@@ -539,7 +543,7 @@ class PocketSphinxEngine:
         phrases = self._usable(vocabulary)
         if not phrases:
             return Recognition(None, 0.0, True, "no phrase the engine knows")
-        searches = self._prepared(phrases)
+        searches = self._prepared(phrases, vocabulary.near_words_compete)
         audio = self._front_end(spoken)
         held = self._borrow()
         try:

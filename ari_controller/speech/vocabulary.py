@@ -58,6 +58,11 @@ class Vocabulary:
 
     language: str
     meanings: tuple[tuple[str, str], ...]  # (phrase, meaning)
+    # Words one sound from a phrase compete with it ("building" with "billing"): a near word
+    # must never choose a route. The confirmation keeps only farther ones: its safety is that
+    # "no" and other words are never taken for "yes", while near words ("yet", "yep" said
+    # with the line's 200 ms of trailing silence) only cost it a real "yes".
+    near_words_compete: bool = True
 
     @property
     def phrases(self) -> tuple[str, ...]:
@@ -105,6 +110,7 @@ def confirm_vocabulary(language: str) -> Vocabulary:
     return Vocabulary(
         language,
         _unique((normalize(said), meaning) for meaning, said_ in words.items() for said in said_),
+        near_words_compete=False,
     )
 
 
