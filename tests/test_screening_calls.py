@@ -187,6 +187,26 @@ async def test_an_ordinary_caller_gets_through_with_the_screening_on_the_timelin
     assert await _screened(stack) == []
 
 
+async def test_a_screening_that_fails_lets_the_caller_through(
+    stack: Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug or a fault in screening itself must not cost the caller their call."""
+
+    async def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug in counting")
+
+    history = stack.daemon.controller.history
+    assert history is not None
+    monkeypatch.setattr(history, "arrived", broken)
+    await _call(stack, "hold_on", "+4930600", ANNA)
+    [alert] = await stack.alerts()
+    screening = dict(_timeline(alert["calls"][0]))["screening"]
+    assert screening["steps"] == [
+        {"check": "screening", "outcome": "failed", "rule": "let through"}
+    ]
+    assert [leg["outcome"] for leg in alert["calls"][0]["legs"]] == ["accepted"]
+
+
 async def test_a_repeat_caller_joins_the_open_alert_and_past_the_limit_is_counted_on_it(
     stack: Stack,
 ) -> None:

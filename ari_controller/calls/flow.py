@@ -24,7 +24,12 @@ from ari_controller.calls.machines import listen_for_talk, machine_or_person
 from ari_controller.calls.menu import Chosen, GiveUp
 from ari_controller.calls.outcomes import LegOutcome
 from ari_controller.calls.resume import HuntProgress, Unfinished, plan_note
-from ari_controller.calls.screening import let_in, screen_the_caller, turn_away
+from ari_controller.calls.screening import (
+    let_in,
+    let_through_unscreened,
+    screen_the_caller,
+    turn_away,
+)
 from ari_controller.calls.unowned import hand_back
 from ari_controller.calls.voicemail import finish_voicemail, take_voicemail
 from ari_controller.numbers import Route, RouteSelection, select_routes
@@ -44,6 +49,9 @@ async def handle_call(ctx: CallContext) -> None:
         ctx.journal.screened("hung_up", "the caller hung up while being screened", {})
         ctx.caller.release()
         return
+    except Exception:
+        log.exception("screening_failed")
+        screening = let_through_unscreened(ctx)
     if not screening.lets_through:
         await _run_screened(ctx, turn_away(ctx, screening))
         return

@@ -18,7 +18,7 @@ import structlog
 
 from ari_controller.calls.context import CallContext
 from ari_controller.screening.callerid import CallerId, caller_id
-from ari_controller.screening.decide import Verdict, screen
+from ari_controller.screening.decide import Step, Verdict, screen
 from ari_controller.screening.flood import NO_FLOOD, FloodState, next_flood_state
 from ari_controller.screening.history import ArrivalCounts
 from ari_controller.screening.pins import check_pin
@@ -99,15 +99,25 @@ async def _history(
     flood = NO_FLOOD
     if settings.flood is not None:
         flood_settings = settings.flood
-        before = flood
+        before: list[FloodState] = []
 
         def step(state: FloodState) -> FloodState:
+            before.append(state)
             return next_flood_state(state, counts.number_calls, now, flood_settings)
 
         flood = await ctx.history.flood(ctx.number.did, step)
-        if flood.active != before.active:
+        if before and flood.active != before[-1].active:
+            # The number enters or leaves flood mode (once, by the call that moved it).
             log.info("number_flood", did=ctx.number.did, active=flood.active)
     return counts, flood
+
+
+def let_through_unscreened(ctx: CallContext) -> Screening:
+    """Screening itself failed (a bug, Asterisk refusing the PIN prompt): the caller goes on
+    as if unscreened, which loses no call; the log says why."""
+    caller = CallerId(raw=ctx.caller_id, e164=None, withheld=False, plain=ctx.caller_id)
+    verdict = Verdict("menu", "continue", steps=(Step("screening", "failed", "let through"),))
+    return Screening(verdict, caller, ArrivalCounts(1, 1, shared=False), None)
 
 
 async def _ask_for_pin(ctx: CallContext, attempts: int) -> tuple[str | None, tuple[bool, ...]]:
