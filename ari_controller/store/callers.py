@@ -11,9 +11,11 @@ log and the call's timeline say so).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import uuid
 from collections import defaultdict, deque
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -71,6 +73,14 @@ class StoredCallerHistory:
         self._memory = _Memory()
         self._arrivals = 0
 
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection in a transaction, all of it bounded: a caller waits on it before
+        hearing anything (expiry: Postgres is too slow, and the counts come from memory)."""
+        async with asyncio.timeout(self._timeout_s), self._db.acquire() as conn:
+            async with conn.transaction():
+                yield conn
+
     async def arrived(
         self,
         arrival_id: uuid.UUID,
@@ -84,32 +94,31 @@ class StoredCallerHistory:
         self._arrivals += 1
         prune = self._arrivals % _PRUNE_EVERY == 0
         try:
-            async with asyncio.timeout(self._timeout_s):  # expiry: Postgres is too slow
-                async with self._db.acquire() as conn, conn.transaction():
+            async with self._transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO call_arrivals (id, did, caller_key, arrived_at)"
+                    " VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
+                    arrival_id,
+                    did,
+                    caller_key,
+                    at,
+                )
+                row = await conn.fetchrow(
+                    "SELECT count(*) FILTER (WHERE caller_key = $2 AND arrived_at > $3)"
+                    " AS caller_calls,"
+                    " count(*) FILTER (WHERE arrived_at > $4) AS number_calls"
+                    " FROM call_arrivals WHERE did = $1 AND arrived_at > least($3, $4)"
+                    " AND arrived_at <= $5",
+                    did,
+                    caller_key,
+                    at - window,
+                    at - FLOOD_WINDOW,
+                    at,
+                )
+                if prune:
                     await conn.execute(
-                        "INSERT INTO call_arrivals (id, did, caller_key, arrived_at)"
-                        " VALUES ($1, $2, $3, $4) ON CONFLICT (id) DO NOTHING",
-                        arrival_id,
-                        did,
-                        caller_key,
-                        at,
+                        "DELETE FROM call_arrivals WHERE arrived_at < $1", at - ARRIVALS_KEPT
                     )
-                    row = await conn.fetchrow(
-                        "SELECT count(*) FILTER (WHERE caller_key = $2 AND arrived_at > $3)"
-                        " AS caller_calls,"
-                        " count(*) FILTER (WHERE arrived_at > $4) AS number_calls"
-                        " FROM call_arrivals WHERE did = $1 AND arrived_at > least($3, $4)"
-                        " AND arrived_at <= $5",
-                        did,
-                        caller_key,
-                        at - window,
-                        at - FLOOD_WINDOW,
-                        at,
-                    )
-                    if prune:
-                        await conn.execute(
-                            "DELETE FROM call_arrivals WHERE arrived_at < $1", at - ARRIVALS_KEPT
-                        )
         except _UNREACHABLE as exc:
             log.warning("screening_counts_in_memory", did=did, error=str(exc) or type(exc).__name__)
             return self._memory.counts(did, caller_key, at, window)
@@ -120,27 +129,25 @@ class StoredCallerHistory:
         """The number's flood state after this call, moved on by `step` under a row lock so
         that two daemons taking calls at once move it once each, in turn."""
         try:
-            async with asyncio.timeout(self._timeout_s):  # expiry: Postgres is too slow
-                async with self._db.acquire() as conn, conn.transaction():
-                    await conn.execute(
-                        "INSERT INTO number_floods (did, active, updated_at)"
-                        " VALUES ($1, false, now()) ON CONFLICT (did) DO NOTHING",
-                        did,
-                    )
-                    row = await conn.fetchrow(
-                        "SELECT active, since, calm_since FROM number_floods"
-                        " WHERE did = $1 FOR UPDATE",
-                        did,
-                    )
-                    after = step(_flood_state(row))
-                    await conn.execute(
-                        "UPDATE number_floods SET active = $2, since = $3, calm_since = $4,"
-                        " updated_at = now() WHERE did = $1",
-                        did,
-                        after.active,
-                        after.since,
-                        after.calm_since,
-                    )
+            async with self._transaction() as conn:
+                await conn.execute(
+                    "INSERT INTO number_floods (did, active, updated_at)"
+                    " VALUES ($1, false, now()) ON CONFLICT (did) DO NOTHING",
+                    did,
+                )
+                row = await conn.fetchrow(
+                    "SELECT active, since, calm_since FROM number_floods WHERE did = $1 FOR UPDATE",
+                    did,
+                )
+                after = step(_flood_state(row))
+                await conn.execute(
+                    "UPDATE number_floods SET active = $2, since = $3, calm_since = $4,"
+                    " updated_at = now() WHERE did = $1",
+                    did,
+                    after.active,
+                    after.since,
+                    after.calm_since,
+                )
         except _UNREACHABLE as exc:
             log.warning("screening_flood_in_memory", did=did, error=str(exc) or type(exc).__name__)
             after = step(self._memory.floods.get(did, NO_FLOOD))
