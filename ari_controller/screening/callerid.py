@@ -111,6 +111,20 @@ def did_key(did: str, country: str | None) -> str:
 
 @lru_cache(maxsize=4096)
 def to_e164(text: str, country: str | None) -> str | None:
+    """The E.164 form of `text` when it is a phone number, else None (see `_to_e164`).
+
+    Idempotent: a `+` form whose reading would change on a second reading (phonenumbers takes
+    a zero after some country codes for a trunk prefix: "+98000001" reads "+9800001", which
+    reads "+980001") is kept as written, so a caller ID and the patterns made from it always
+    compare alike."""
+    found = _to_e164(text, country)
+    if found is None or found == _to_e164(found, None):
+        return found
+    written = "+" + _plain(text).lstrip("+")
+    return written if _NUMBERISH.match(written) else found
+
+
+def _to_e164(text: str, country: str | None) -> str | None:
     """The E.164 form of `text` when it is a phone number, else None.
 
     International forms (`+...`, or the country's international prefix such as `00` or `011`)
