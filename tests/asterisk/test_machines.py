@@ -1,7 +1,7 @@
-"""Machines told from people on real Asterisk 22: talk detection (TALK_DETECT) on the caller's
-channel while the menu is offered. A recorded announcement talking through the menu is asked
-"If you are a person, press any key now." and goes to voicemail only; a silent caller never
-is."""
+"""Screening on real Asterisk 22. Machines told from people: talk detection (TALK_DETECT) on
+the caller's channel while the menu is offered; a recorded announcement talking through the
+menu is asked "If you are a person, press any key now." and goes to voicemail only, a silent
+caller never is. A blocked caller with no message is rejected unanswered."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 
 from tests.asterisk.conftest import Durations, StackFactory
 from tests.asterisk.phones import CALLERS, RESPONDERS, dialplan, responder
-from tests.asterisk.stack import RealStack
+from tests.asterisk.stack import RealStack, wait_until
 
 pytestmark = [pytest.mark.asterisk, pytest.mark.timeout(120)]
 
@@ -30,7 +30,13 @@ SECTIONS: dict[str, Any] = {
             "menu": {"max_attempts": 1, "input_timeout_s": 3, "default": {"action": "goodbye"}},
             "voicemail": {"enabled": True, "max_duration_s": 20, "max_silence_s": 2},
             "screening": {"machines": {"enabled": True, "min_talk_s": 4, "confirm_s": 2}},
-        }
+        },
+        {
+            "did": "7002",
+            "name": "Blocking Desk",
+            "routes": [{"label": "operations", "policy": "ops"}],
+            "screening": {"block": ["+4930555*"]},  # every caller the suite places
+        },
     ],
 }
 
@@ -70,3 +76,20 @@ def test_an_announcement_goes_to_voicemail_and_a_silent_caller_is_never_asked(
 
     assert silent_call.entries("machine_check") == []
     assert silent_call.alert["ended_reason"] == "no_choice"
+
+
+def test_a_blocked_caller_is_rejected_unanswered_and_pages_nobody(stack: RealStack) -> None:
+    caller = stack.place_call("silent", "7002", "blocked")
+    destroyed = wait_until(lambda: stack.observer.destroyed(caller), 20, "the caller rejected")
+    # Hung up with "call rejected", before anything was played to the caller.
+    assert destroyed.raw["cause"] == 21
+    assert stack.observer.playbacks(caller) == []
+    rows = wait_until(
+        lambda: stack.sql(
+            "SELECT verdict FROM screened_calls WHERE caller_channel_id = $1", caller
+        ),
+        10,
+        "the screened call on record",
+    )
+    assert rows == [{"verdict": "blocked"}]
+    assert stack.alert_of(caller) is None
