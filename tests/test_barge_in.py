@@ -17,6 +17,7 @@ from ari_controller.config import Config, parse_config
 from ari_controller.prompts.audio import Pcm, read_wav, resample, wav_bytes, write_wav
 from ari_controller.prompts.tts import PiperEngine
 from ari_controller.simulator import inspect
+from ari_controller.speech import levels
 from ari_controller.testing.harness import Stack, running_stack
 
 # Slower than the other call tests: a word must be decoded (0.4 s of real time, seconds on a
@@ -207,12 +208,12 @@ def test_the_echo_guard_tells_a_caller_from_the_prompts_echo() -> None:
         scaled = array.array("h", (int(x * gain) for x in samples))
         return wav_bytes(Pcm(scaled.tobytes(), 8000))
 
-    level = listening.speech_level_dbfs(at(0.0))
+    level = levels.speech_level_dbfs(at(0.0))
     assert level is not None and -22 < level < -14, level
     for echo in (-20.0, -25.0, -30.0):
-        echoed = listening.speech_level_dbfs(at(echo))
+        echoed = levels.speech_level_dbfs(at(echo))
         assert echoed is None or echoed < listening.BARGE_IN_MIN_DBFS, (echo, echoed)
-    quiet_caller = listening.speech_level_dbfs(at(-12.0))
+    quiet_caller = levels.speech_level_dbfs(at(-12.0))
     assert quiet_caller is not None and quiet_caller > listening.BARGE_IN_MIN_DBFS
 
     # The gate silences most of the echo (its loudest syllables stay) and leaves the words.
@@ -223,11 +224,9 @@ def test_the_echo_guard_tells_a_caller_from_the_prompts_echo() -> None:
         return sum(1 for x in data if abs(x) > 40) / 8000
 
     echo_wav = at(-25.0)
-    assert voiced_s(listening.gated(echo_wav, listening.BARGE_IN_GATE_DBFS)) < 0.4 * voiced_s(
-        echo_wav
-    )
+    assert voiced_s(levels.gated(echo_wav, listening.BARGE_IN_GATE_DBFS)) < 0.4 * voiced_s(echo_wav)
     word = at(0.0)
-    assert voiced_s(listening.gated(word, listening.BARGE_IN_GATE_DBFS)) > 0.8 * voiced_s(word)
+    assert voiced_s(levels.gated(word, listening.BARGE_IN_GATE_DBFS)) > 0.8 * voiced_s(word)
 
 
 async def test_a_key_during_the_menu_still_wins(stack: Stack) -> None:

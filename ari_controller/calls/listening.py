@@ -12,10 +12,8 @@ during the menu stops it as a key does.
 
 from __future__ import annotations
 
-import array
 import asyncio
 import contextlib
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -27,8 +25,8 @@ from ari_controller.calls import ids
 from ari_controller.calls.journal import CallJournal, Party, SpeechHeard
 from ari_controller.calls.leg import Leg, LegGone
 from ari_controller.numbers import SpeechSettings
-from ari_controller.prompts.audio import AudioFileError, Pcm, read_wav, wav_bytes
 from ari_controller.speech.engines import Recognizer
+from ari_controller.speech.levels import gated, speech_level_dbfs
 from ari_controller.speech.utterances import Utterance, judge
 from ari_controller.speech.vocabulary import Decision, Vocabulary
 
@@ -46,9 +44,6 @@ BARGE_IN_MIN_DBFS = -35.0
 # ("word database", "read"): measured, the word with the prompt's echo 20-30 dB down under it
 # was never counted ungated, and was at 0.83-0.97 gated (docs/speech.md, Barge-in).
 BARGE_IN_GATE_DBFS = -40.0
-# Frames (20 ms at 8 kHz) quieter than this are pauses, not part of the level.
-_VOICED_DBFS = -50.0
-_FRAME = 160
 # How long the snoop channel may take to enter the application.
 SNOOP_START_S = 2.0
 
@@ -119,46 +114,8 @@ async def key_or_word(
             return Answer(None, decision, tuple(utterances))
 
 
-def speech_level_dbfs(audio: bytes) -> float | None:
-    """The level of the voiced part of a recording (RMS of its frames above -50 dBFS), None
-    for silence or a file that is not audio."""
-    try:
-        pcm = read_wav(audio)
-    except (AudioFileError, ValueError, EOFError):
-        return None
-    samples = array.array("h")
-    samples.frombytes(pcm.samples)
-    floor = 32768.0 * 10 ** (_VOICED_DBFS / 20)
-    energies = []
-    for start in range(0, len(samples) - _FRAME + 1, _FRAME):
-        energy = sum(x * x for x in samples[start : start + _FRAME]) / _FRAME
-        if math.sqrt(energy) >= floor:
-            energies.append(energy)
-    if not energies:
-        return None
-    return 20 * math.log10(math.sqrt(sum(energies) / len(energies)) / 32768.0)
-
-
 def _db(level: float | None) -> str:
     return "no voice" if level is None else f"{level:.0f} dBFS"
-
-
-def gated(audio: bytes, floor_dbfs: float) -> bytes:
-    """The recording with every 20 ms frame quieter than `floor_dbfs` silenced (a file that
-    is not audio is returned as it is: the recognizer says what is wrong with it)."""
-    try:
-        pcm = read_wav(audio)
-    except (AudioFileError, ValueError, EOFError):
-        return audio
-    samples = array.array("h")
-    samples.frombytes(pcm.samples)
-    floor = (32768.0 * 10 ** (floor_dbfs / 20)) ** 2
-    silence = array.array("h", bytes(2 * _FRAME))
-    for start in range(0, len(samples), _FRAME):
-        frame = samples[start : start + _FRAME]
-        if sum(x * x for x in frame) / max(1, len(frame)) < floor:
-            samples[start : start + len(frame)] = silence[: len(frame)]
-    return wav_bytes(Pcm(samples.tobytes(), pcm.sample_rate))
 
 
 @dataclass(frozen=True, slots=True)
