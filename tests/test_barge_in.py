@@ -17,6 +17,7 @@ from ari_controller.config import Config, parse_config
 from ari_controller.prompts.audio import Pcm, read_wav, resample, wav_bytes, write_wav
 from ari_controller.prompts.tts import PiperEngine
 from ari_controller.simulator import inspect
+from ari_controller.simulator.inspect import NOTHING_LEFT
 from ari_controller.speech import levels
 from ari_controller.testing.harness import Stack, running_stack
 
@@ -121,12 +122,7 @@ async def stack(
         )
         yield running
         await running.wait_calls_done(30)
-        assert running.leftovers() == {
-            "channels": [],
-            "bridges": [],
-            "playbacks": [],
-            "recordings": [],
-        }
+        assert running.leftovers() == NOTHING_LEFT
         assert sim.asterisk.recordings.names() == []
 
 

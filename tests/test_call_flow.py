@@ -14,6 +14,7 @@ import pytest
 
 from ari_controller.config import Config, load_config
 from ari_controller.simulator import inspect
+from ari_controller.simulator.inspect import NOTHING_LEFT
 from ari_controller.testing.harness import Stack, running_stack
 
 FLOW = Path(__file__).parent / "data" / "flow.yaml"
@@ -70,12 +71,7 @@ async def stack(
         yield running
         # Every test ends with nothing left behind in Asterisk.
         await running.wait_calls_done(30)
-        assert running.leftovers() == {
-            "channels": [],
-            "bridges": [],
-            "playbacks": [],
-            "recordings": [],
-        }
+        assert running.leftovers() == NOTHING_LEFT
 
 
 async def one_call(

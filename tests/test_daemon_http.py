@@ -15,6 +15,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ari_controller.config import Config, parse_config
+from ari_controller.simulator.inspect import NOTHING_LEFT
 from ari_controller.testing.harness import SIM_PASSWORD, SIM_USER, Stack, running_stack
 from ari_controller.testing.postgres import free_port
 
@@ -53,13 +54,6 @@ CONFIG = {
         for did, policy in (("101", "quick"), ("102", "slow"), ("103", "gap"))
     ],
 }  # fmt: skip
-
-NOTHING_LEFT: dict[str, list[str]] = {
-    "channels": [],
-    "bridges": [],
-    "playbacks": [],
-    "recordings": [],
-}
 
 
 def config() -> Config:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ari_controller.config import parse_config
+from ari_controller.simulator.inspect import NOTHING_LEFT
 from ari_controller.testing.harness import running_stack
 
 TIME_SCALE = 8.0
@@ -71,12 +72,7 @@ async def test_a_caller_whose_arrival_was_missed_is_adopted_and_served(
         for channel in (missed, normal):
             assert alerts[channel]["ended_reason"] == "connected", alerts[channel]
             assert alerts[channel]["acknowledged_by"] == "ana"
-        assert stack.leftovers() == {
-            "channels": [],
-            "bridges": [],
-            "playbacks": [],
-            "recordings": [],
-        }
+        assert stack.leftovers() == NOTHING_LEFT
 
 
 async def test_a_conversation_outlasting_many_sweeps_is_never_cut(

@@ -15,6 +15,7 @@ import pytest
 from ari_controller.calls.notification import alert_sentence, speaking_language, spoken_caller
 from ari_controller.config import Config, parse_config
 from ari_controller.simulator import inspect
+from ari_controller.simulator.inspect import NOTHING_LEFT
 from ari_controller.testing.harness import Stack, running_stack
 
 TIME_SCALE = 40.0
@@ -125,12 +126,7 @@ async def stack(database: str, tmp_path: Path, sounds_dir: Path) -> AsyncIterato
         yield running
         # Nothing left behind in Asterisk: no caller, no notification call.
         await running.wait_calls_done(30)
-        assert running.leftovers() == {
-            "channels": [],
-            "bridges": [],
-            "playbacks": [],
-            "recordings": [],
-        }
+        assert running.leftovers() == NOTHING_LEFT
 
 
 async def settled_delivery(stack: Stack, did: str, timeout: float = 60) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from ari_controller.config import Config, parse_config
 from ari_controller.prompts.audio import Pcm, resample, write_wav
 from ari_controller.prompts.tts import EspeakNgEngine
 from ari_controller.screening.pins import hash_pin
+from ari_controller.simulator.inspect import NOTHING_LEFT
 from ari_controller.testing.harness import Stack, running_stack
 
 TIME_SCALE = 10.0
@@ -125,12 +126,7 @@ async def stack(database: str, tmp_path: Path) -> AsyncIterator[Stack]:
             running.sim.register_script(name, steps)
         yield running
         await running.wait_calls_done(30)
-        assert running.leftovers() == {
-            "channels": [],
-            "bridges": [],
-            "playbacks": [],
-            "recordings": [],
-        }
+        assert running.leftovers() == NOTHING_LEFT
 
 
 async def _call(stack: Stack, script: str, did: str, caller: str) -> str:

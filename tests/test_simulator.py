@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from ari_controller.simulator import Simulator
+from ari_controller.simulator.inspect import NOTHING_LEFT
 from ari_controller.simulator.localcalls import STASIS_RETRIES, STASIS_RETRY_WAIT
 from ari_controller.simulator.phones import ScriptBook, ScriptError
 from tests.fixtures_simulator import FAST, SIM_APP, SIM_PASSWORD, SIM_USER, AriTestClient
@@ -77,12 +78,7 @@ async def test_inbound_call_dtmf_and_media_history(
     assert media[1]["media"] == "sound:vm-intro" and media[1]["stopped_early"]
     (record,) = [r for r in simulator.history() if r["channel_id"] == channel]
     assert record["entered_stasis"] and record["destroyed"] is not None
-    assert simulator.leftovers() == {
-        "channels": [],
-        "bridges": [],
-        "playbacks": [],
-        "recordings": [],
-    }
+    assert simulator.leftovers() == NOTHING_LEFT
 
 
 async def test_playback_length_follows_the_wav_file_and_time_scale(ari: AriTestClient) -> None:

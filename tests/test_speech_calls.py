@@ -13,6 +13,7 @@ import pytest
 from ari_controller.config import Config, parse_config
 from ari_controller.prompts.audio import Pcm, resample, write_wav
 from ari_controller.prompts.tts import PiperEngine
+from ari_controller.simulator.inspect import NOTHING_LEFT
 from ari_controller.testing.harness import Stack, running_stack
 
 TIME_SCALE = 8.0
@@ -119,12 +120,7 @@ async def stack(database: str, tmp_path: Path, words: dict[str, Path]) -> AsyncI
         )
         yield running
         await running.wait_calls_done(20)
-        assert running.leftovers() == {
-            "channels": [],
-            "bridges": [],
-            "playbacks": [],
-            "recordings": [],
-        }
+        assert running.leftovers() == NOTHING_LEFT
         # Every utterance was fetched and deleted: nothing piles up in Asterisk's spool.
         assert running.sim.asterisk.recordings.names() == []
 

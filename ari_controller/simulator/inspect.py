@@ -49,6 +49,10 @@ def live_recordings(asterisk: Asterisk) -> list[JSON]:
     return [r.to_json() for r in asterisk.live_recordings.values()]
 
 
+# What `leftovers` says once a controller cleaned up after itself.
+NOTHING_LEFT: JSON = {"channels": [], "bridges": [], "playbacks": [], "recordings": []}
+
+
 def leftovers(asterisk: Asterisk) -> JSON:
     """Everything still alive that a controller started (app channels, bridges, media).
     Channels outside any app (a phone's `;2` half, a call in the fallback) do not count."""
